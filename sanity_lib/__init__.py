@@ -1,0 +1,34 @@
+"""sanity_lib: sanity checks for saliency maps (Adebayo et al., NeurIPS 2018).
+
+The library behind the course book. Its submodules load lazily, so ``import sanity_lib``
+is quick and a reader only pays for what they use::
+
+    import sanity_lib as sl
+    x, y = sl.data.load_mnist("test")
+    model = sl.models.mnist_cnn()
+    maps = sl.saliency.explain(model, x[:4], "gradient")
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "data", "models", "training", "saliency", "similarity", "randomization",
+    "checks", "plotting", "analysis", "grading", "widgets",
+)
+# The two sanity checks are the library's headline: reachable as sl.model_randomization_test.
+_FROM_CHECKS = ("model_randomization_test", "data_randomization_test", "SanityCheckResult")
+
+__all__ = list(_SUBMODULES) + list(_FROM_CHECKS)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _FROM_CHECKS:
+        return getattr(importlib.import_module(f"{__name__}.checks"), name)
+    raise AttributeError(f"module 'sanity_lib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__ + ["__version__"])

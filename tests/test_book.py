@@ -1,0 +1,63 @@
+"""Build the whole book as `make book` does, and check each chapter keeps the course's frame.
+
+The build executes every chapter (a failing cell fails it: nb_execution_raise_on_error) and
+turns every warning into an error (-n -W --keep-going). The jupyter-cache makes a rebuild with
+unchanged chapters quick.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+HTML = BOOK / "_build" / "html"
+
+
+def _toc_files():
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+CHAPTERS = [f for f in _toc_files() if re.match(r"ch\d\d_", f)]
+
+
+@pytest.fixture(scope="module")
+def built_book():
+    jb = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run([str(jb), "build", str(BOOK), "-n", "-W", "--keep-going"],
+                          capture_output=True, text=True, cwd=ROOT)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, "the book build failed:\n" + log[-8000:]
+    return log
+
+
+def test_book_builds_without_warnings(built_book):
+    assert "WARNING" not in built_book, built_book[-4000:]
+    for name in _toc_files():
+        assert (HTML / f"{name}.html").is_file(), f"{name}.html was not built"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_has_no_error_output(built_book, name):
+    page = (HTML / f"{name}.html").read_text()
+    for marker in ("Traceback (most recent call last)", "output stderr", "NotImplementedError"):
+        assert marker not in page, f"{name}.html shows {marker!r}"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_keeps_the_course_frame(name):
+    text = (BOOK / f"{name}.md").read_text()
+    for heading in ("Learning objectives", "Estimated time", "Prerequisites", "Summary",
+                    "References", "Exercises"):
+        assert re.search(rf"^#+ .*{heading}", text, re.M | re.I) or heading.lower() in text.lower(), (
+            f"{name}.md has no '{heading}' section")
+    assert "```{exercise}" in text or ":::{exercise}" in text, f"{name}.md has no exercise"
+    assert "{solution}" in text, f"{name}.md has no solution"
+    assert "{cite" in text, f"{name}.md cites nothing"

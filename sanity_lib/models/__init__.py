@@ -1,0 +1,38 @@
+"""The model zoo: the paper's MNIST networks, an ImageNet model that works offline,
+Inception v3 for readers online, the toy models of the paper's analyses, and
+:func:`layer_groups`, which names the layers that the randomization tests re-initialize.
+
+Every model here is returned in eval mode and has
+
+- ``model.preprocess(x01)``: maps images in [0, 1] to the model's input, and
+- ``model.layer_group_names`` (or, for Inception v3, the paper's 17 stages via
+  :func:`layer_groups`).
+
+Examples
+--------
+>>> from sanity_lib import models
+>>> [name for name, _ in models.layer_groups(models.mnist_mlp())]
+['fc1', 'fc2', 'fc3', 'logits']
+"""
+from .analysis import LinearModel, OneConvModel, linear_model, one_conv_model
+from .efficientnet import EfficientNetLite0, efficientnet_lite0
+from .groups import layer_groups
+from .inception import INCEPTION_V3_GROUPS, InceptionV3, inception_v3
+from .mnist import MnistCNN, MnistMLP, mnist_cnn, mnist_mlp
+
+__all__ = [
+    "efficientnet_lite0",
+    "inception_v3",
+    "mnist_cnn",
+    "mnist_mlp",
+    "linear_model",
+    "one_conv_model",
+    "layer_groups",
+    "EfficientNetLite0",
+    "InceptionV3",
+    "MnistCNN",
+    "MnistMLP",
+    "LinearModel",
+    "OneConvModel",
+    "INCEPTION_V3_GROUPS",
+]

@@ -1,0 +1,336 @@
+"""Figures of the sanity checks: similarity curves and map grids, as in the paper.
+
+Plain data in, a matplotlib ``Figure`` out. :class:`sanity_lib.checks.SanityCheckResult`
+calls these for you (``result.plot_curves()``, ``result.plot_grid()``); call them directly
+to draw a table you built or filtered yourself.
+
+Figures are created through ``matplotlib.pyplot`` (so they show in a notebook at the end of
+the cell) and never shown or saved here. In a notebook, end the line with ``;`` or assign the
+figure (``fig = result.plot_curves()``) so it is not displayed twice; in a script,
+``fig.savefig(...)``.
+"""
+import numbers
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = ["plot_curves", "plot_grid", "METRIC_LABELS", "METHOD_LABELS"]
+
+#: Axis labels of the similarity metrics.
+METRIC_LABELS = {
+    "spearman_abs": "Spearman rank correlation (absolute value)",
+    "spearman_diverging": "Spearman rank correlation (signed)",
+    "ssim": "SSIM",
+    "hog": "HOG feature correlation",
+}
+#: How the methods are written in legends and row labels.
+METHOD_LABELS = {
+    "gradient": "Gradient",
+    "gradient_x_input": "Gradient ⊙ Input",
+    "integrated_gradients": "Integrated Gradients",
+    "smoothgrad": "SmoothGrad",
+    "vargrad": "VarGrad",
+    "integrated_gradients_smoothgrad": "IG-SmoothGrad",
+    "guided_backprop": "Guided Backprop",
+    "gradcam": "GradCAM",
+    "guided_gradcam": "Guided GradCAM",
+    "deeplift": "DeepLIFT",
+    "lrp_epsilon": "LRP-ε",
+}
+BANDS = ("std", "iqr", None)
+_ABS_CMAP = "gray"
+_DIVERGING_CMAP = "RdBu_r"
+
+
+def _label(name: str) -> str:
+    return METHOD_LABELS.get(name, name)
+
+
+def _check_table(table):
+    needed = ["method", "step", "image", "metric", "value"]
+    if not isinstance(table, pd.DataFrame) or any(c not in table.columns for c in needed):
+        raise TypeError(f"table must be a pandas DataFrame with the columns {needed} "
+                        "(SanityCheckResult.table)")
+
+
+def _pick_methods(available, methods, what):
+    if methods is None:
+        return list(available)
+    if isinstance(methods, str):
+        methods = [methods]
+    methods = list(methods)
+    unknown = [m for m in methods if m not in available]
+    if unknown or not methods:
+        raise ValueError(f"methods={unknown or methods!r} not in this {what}; it holds "
+                         f"{list(available)}")
+    return methods
+
+
+def _band(values: np.ndarray, band):
+    """values: steps x images -> (low, high) per step, NaN left out. Call with warnings off."""
+    if band == "std":
+        mean = np.nanmean(values, axis=1)
+        count = np.sum(~np.isnan(values), axis=1)
+        std = np.nanstd(values, axis=1, ddof=1) if values.shape[1] > 1 else np.zeros(len(mean))
+        std = np.where(count > 1, std, 0.0)
+        return mean - std, mean + std
+    return np.nanpercentile(values, 25, axis=1), np.nanpercentile(values, 75, axis=1)
+
+
+def plot_curves(table, layers, metric="spearman_abs", noise_floor=None, ax=None, band="std",
+                methods=None, title=None, xlabel="step"):
+    """Similarity to the original map along the randomization steps (paper, Figs. 2-3).
+
+    For each method, the mean over images of ``metric`` at every step is drawn as a line
+    with markers, with a shaded band over the images: ``band="std"`` is mean +- one sample
+    standard deviation, ``"iqr"`` the interquartile range (25th to 75th percentile), None
+    none. NaN values (constant maps) are left out. The x axis shows ``layers`` in
+    randomization order, starting at "original", where every curve is 1 (a map is identical
+    to itself). A dashed grey line marks the noise floor of the metric when given.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns ``method, step, image, metric, value`` (``SanityCheckResult.table``), steps
+        numbered from 1.
+    layers : list of str
+        The step names, ``layers[0]`` the original.
+    metric : str or list of str, default "spearman_abs"
+        One panel per metric.
+    noise_floor : dict of str to float, optional
+    ax : matplotlib Axes or sequence of them, optional
+        One per metric; by default a new figure with one panel per metric.
+    band : {"std", "iqr", None}, default "std"
+    methods : list of str, optional
+        Subset and order of the methods; default all, in table order.
+    title : str, optional
+        Panel title; the metric is added when there are several panels.
+    xlabel : str, default "step"
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"method": "gradient", "step": [1, 1, 2, 2], "layer": "",
+    ...                       "image": [0, 1, 0, 1], "metric": "ssim",
+    ...                       "value": [0.5, 0.7, 0.1, 0.2]})
+    >>> fig = plot_curves(table, ["original", "logits", "fc1"], metric="ssim",
+    ...                   noise_floor={"ssim": 0.0})
+    >>> len(fig.axes)
+    1
+    """
+    import matplotlib.pyplot as plt
+
+    _check_table(table)
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    present = list(dict.fromkeys(table["metric"]))
+    unknown = [m for m in metrics if m not in present]
+    if unknown or not metrics:
+        raise ValueError(f"metric={unknown or metrics!r} not in the table; it holds {present}")
+    if band not in BANDS:
+        raise ValueError(f"band={band!r} is not known; choose 'std', 'iqr' or None")
+    methods = _pick_methods(list(dict.fromkeys(table["method"])), methods, "table")
+    layers = [str(name) for name in layers]
+    n_steps = len(layers) - 1
+    if n_steps < 1 or int(table["step"].max()) > n_steps:
+        raise ValueError(f"layers ({len(layers)} names) must name step 0 (the original) and "
+                         f"every step in the table (up to {int(table['step'].max())})")
+
+    if ax is None:
+        width = max(5.0, 0.5 * len(layers) + 3.0)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), 4.2),
+                                 squeeze=False, layout="constrained")
+        axes = list(axes[0])
+    else:
+        axes = [ax] if not isinstance(ax, (list, tuple, np.ndarray)) else list(np.ravel(ax))
+        if len(axes) != len(metrics):
+            raise ValueError(f"ax holds {len(axes)} Axes but {len(metrics)} metrics were asked "
+                             "for; pass one Axes per metric")
+        fig = axes[0].figure
+
+    steps = np.arange(len(layers))
+    colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    for panel, name in zip(axes, metrics):
+        rows = table[table["metric"] == name]
+        lowest = 0.0
+        for i, method in enumerate(methods):
+            sub = rows[rows["method"] == method]
+            if sub.empty:
+                continue
+            wide = sub.pivot_table(index="step", columns="image", values="value",
+                                   aggfunc="first", dropna=False)
+            wide = wide.reindex(range(1, n_steps + 1))
+            values = wide.to_numpy(dtype=np.float64)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps
+                mean = np.concatenate([[1.0], np.nanmean(values, axis=1)])
+                color = colors[i % len(colors)]
+                panel.plot(steps, mean, marker="o", markersize=4, lw=1.8, color=color,
+                           label=_label(method))
+                if band is not None:
+                    low, high = _band(values, band)
+                    panel.fill_between(steps, np.concatenate([[1.0], low]),
+                                       np.concatenate([[1.0], high]), color=color, alpha=0.18,
+                                       lw=0)
+                    lowest = min(lowest, np.nanmin(np.concatenate([[1.0], low])))
+                lowest = min(lowest, np.nanmin(mean))
+        if noise_floor is not None and name in noise_floor:
+            floor = float(noise_floor[name])
+            panel.axhline(floor, ls="--", lw=1.2, color="0.45",
+                          label=f"noise floor ({0.0 if abs(floor) < 0.005 else floor:.2f})")
+        panel.set_xticks(steps)
+        panel.set_xticklabels(layers, rotation=45, ha="right", rotation_mode="anchor")
+        panel.set_xlim(-0.3, n_steps + 0.3)
+        panel.set_ylim(min(-0.1, lowest - 0.05), 1.05)
+        panel.set_ylabel(METRIC_LABELS.get(name, name))
+        panel.set_xlabel(xlabel)
+        panel.grid(True, alpha=0.3)
+        if title and len(metrics) > 1:
+            panel.set_title(f"{title}\n{METRIC_LABELS.get(name, name)}", fontsize=10)
+        elif title:
+            panel.set_title(title)
+        panel.legend(fontsize=8, loc="best", framealpha=0.85)
+    return fig
+
+
+def _display_image(img: torch.Tensor) -> np.ndarray:
+    """C x H x W model input -> H x W (x 3) in [0, 1] for display, by a per-image min-max
+    rescale (this undoes any per-image affine preprocessing such as (x - 0.5) / 0.5)."""
+    arr = img.detach().to("cpu", torch.float64).numpy()
+    lo, hi = arr.min(), arr.max()
+    arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    if arr.shape[0] == 1:
+        return arr[0]
+    if arr.shape[0] == 3:
+        return arr.transpose(1, 2, 0)
+    return arr.mean(axis=0)
+
+
+def _resolve_steps(steps, layers):
+    if steps is None:
+        return list(range(len(layers)))
+    if isinstance(steps, (str, numbers.Integral)):
+        steps = [steps]
+    out = []
+    for s in steps:
+        if isinstance(s, str):
+            if s not in layers:
+                raise ValueError(f"steps entry {s!r} is not a layer of this result; layers are "
+                                 f"{layers}")
+            out.append(layers.index(s))
+        elif isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < len(layers):
+            out.append(int(s))
+        else:
+            raise ValueError(f"steps entry {s!r} must be a step number 0..{len(layers) - 1} or "
+                             f"a layer name from {layers}")
+    if not out:
+        raise ValueError("steps is empty; pass at least one step")
+    return out
+
+
+def plot_grid(maps, layers, image=0, mode="abs", methods=None, steps=None, inputs=None,
+              cmap=None, targets=None):
+    """A grid of saliency maps of one image: methods in rows, steps in columns.
+
+    Each map is normalized as the similarity metrics see it
+    (:func:`sanity_lib.similarity.normalize`): ``mode="abs"`` to [0, 1], drawn with a
+    sequential colormap (default ``"gray"``, as the paper); ``mode="diverging"`` to
+    [-1, 1], drawn with a diverging colormap (default ``"RdBu_r"``, red positive, blue
+    negative) on the symmetric range ``vmin=-1, vmax=1`` so white is exactly 0. The input
+    image (min-max rescaled for display) comes first, in the top row; one colorbar serves
+    all maps.
+
+    Parameters
+    ----------
+    maps : dict of str to torch.Tensor
+        Method -> ``(steps + 1) x N x C x H x W`` (``SanityCheckResult.maps``).
+    layers : list of str
+        Step names, index 0 the original.
+    image : int, default 0
+    mode : {"abs", "diverging"}, default "abs"
+    methods : list of str, optional
+        Rows; default all.
+    steps : list of int or str, optional
+        Columns as step numbers or layer names; default every step.
+    inputs : torch.Tensor, optional
+        N x C x H x W inputs; when given, the image is shown first.
+    cmap : str, optional
+    targets : torch.Tensor, optional
+        ``(steps + 1) x N`` explained classes; shown under the column titles.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> maps = {"gradient": torch.randn(3, 2, 1, 28, 28)}
+    >>> fig = plot_grid(maps, ["original", "logits", "fc1"], mode="diverging")
+    >>> len(fig.axes)           # 3 maps and a colorbar
+    4
+    """
+    import matplotlib.pyplot as plt
+
+    from sanity_lib import similarity
+
+    if not isinstance(maps, dict) or not maps:
+        raise TypeError("maps must be a non-empty dict method -> tensor "
+                        "(steps + 1) x N x C x H x W (SanityCheckResult.maps)")
+    if mode not in ("abs", "diverging"):
+        raise ValueError(f"mode={mode!r} is not known; choose 'abs' or 'diverging'")
+    methods = _pick_methods(list(maps), methods, "result")
+    layers = [str(name) for name in layers]
+    steps = _resolve_steps(steps, layers)
+    first = maps[methods[0]]
+    n_images = first.shape[1]
+    if (isinstance(image, bool) or not isinstance(image, numbers.Integral)
+            or not 0 <= image < n_images):
+        raise ValueError(f"image={image!r} must be an index 0..{n_images - 1}")
+    for m in methods:
+        if maps[m].dim() != 5 or maps[m].shape[0] != len(layers):
+            raise ValueError(f"maps[{m!r}] must be (steps + 1) x N x C x H x W with "
+                             f"{len(layers)} steps, got shape {tuple(maps[m].shape)}")
+
+    if mode == "abs":
+        cmap, vmin, vmax = cmap or _ABS_CMAP, 0.0, 1.0
+        bar_label = "normalized |saliency|"
+    else:
+        cmap, vmin, vmax = cmap or _DIVERGING_CMAP, -1.0, 1.0
+        bar_label = "normalized saliency (signed)"
+
+    offset = 1 if inputs is not None else 0
+    nrows, ncols = len(methods), len(steps) + offset
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.55 * ncols + 1.2, 1.6 * nrows + 0.7),
+                             squeeze=False, layout="constrained")
+    if inputs is not None:
+        shown = _display_image(inputs[image])
+        axes[0, 0].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+        axes[0, 0].set_title("input", fontsize=9)
+        axes[0, 0].set_xticks([])
+        axes[0, 0].set_yticks([])
+        for r in range(1, nrows):
+            axes[r, 0].remove()
+    picture = None
+    map_axes = []
+    for r, m in enumerate(methods):
+        norm = similarity.normalize(maps[m][steps, image], mode)  # S x H x W
+        for c, step in enumerate(steps):
+            panel = axes[r, c + offset]
+            picture = panel.imshow(norm[c].numpy(), cmap=cmap, vmin=vmin, vmax=vmax,
+                                   interpolation="nearest")
+            panel.set_xticks([])
+            panel.set_yticks([])
+            map_axes.append(panel)
+            if r == 0:
+                head = layers[step]
+                if targets is not None:
+                    head += f"\nclass {int(targets[step, image])}"
+                panel.set_title(head, fontsize=9)
+            if c == 0:
+                panel.set_ylabel(_label(m), fontsize=9)
+    fig.colorbar(picture, ax=map_axes, shrink=0.8, label=bar_label)
+    return fig

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "data", "models", "training", "saliency", "similarity", "randomization",
-    "checks", "plotting", "analysis", "grading", "widgets",
+    "checks", "plotting", "analysis", "mprt", "grading", "widgets", "reporting",
 )
 # The two sanity checks are the library's headline: reachable as sl.model_randomization_test.
 _FROM_CHECKS = ("model_randomization_test", "data_randomization_test", "SanityCheckResult")

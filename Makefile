@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 book: $(STAMP)
+	$(PY) tools/vendor_web_assets.py
 	$(VENV)/bin/jupyter-book build book $(JB_FLAGS)
 	@echo "The book is in book/_build/html/index.html"
 
@@ -35,6 +36,8 @@ exercises: $(STAMP)
 	$(PY) tools/make_exercises.py
 
 test: $(STAMP)
+	$(PY) tools/vendor_web_assets.py
+	bash tools/ensure_chromium.sh
 	$(PY) -m pytest
 
 bench: $(STAMP)

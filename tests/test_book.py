@@ -5,42 +5,17 @@ turns every warning into an error (-n -W --keep-going). The jupyter-cache makes 
 unchanged chapters quick.
 """
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-BOOK = ROOT / "book"
-HTML = BOOK / "_build" / "html"
+from conftest import BOOK, HTML, chapter_files, toc_files
 
-
-def _toc_files():
-    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [chapter["file"] for chapter in part["chapters"]]
-    return files
-
-
-CHAPTERS = [f for f in _toc_files() if re.match(r"ch\d\d_", f)]
-
-
-@pytest.fixture(scope="module")
-def built_book():
-    jb = Path(sys.executable).with_name("jupyter-book")
-    proc = subprocess.run([str(jb), "build", str(BOOK), "-n", "-W", "--keep-going"],
-                          capture_output=True, text=True, cwd=ROOT)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, "the book build failed:\n" + log[-8000:]
-    return log
+CHAPTERS = chapter_files()
 
 
 def test_book_builds_without_warnings(built_book):
     assert "WARNING" not in built_book, built_book[-4000:]
-    for name in _toc_files():
+    for name in toc_files():
         assert (HTML / f"{name}.html").is_file(), f"{name}.html was not built"
 
 

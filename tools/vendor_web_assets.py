@@ -1,0 +1,63 @@
+"""Install the scripts the book serves itself, so the built site works with no internet.
+
+The static book needs require.js and the ipywidgets HTML manager (to show the explorers without
+a kernel) and MathJax (to render formulas). Sphinx and MyST-NB would load them from public
+CDNs; instead ``make book`` runs this script, which installs the exact versions pinned in
+``tools/web/package.json`` from the npm registry and copies what the page loads into
+``book/_site_extra/vendor/`` (ignored by git; Sphinx copies it to the site root as ``vendor/``, outside ``_static`` because Jupyter Book adds every script under ``_static`` to every page). ``book/_config.yml`` points Sphinx and MyST-NB there.
+"""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / "tools" / "web"
+VENDOR = ROOT / "book" / "_site_extra" / "vendor"
+MODULES = WEB / "node_modules"
+
+# (source inside node_modules, destination inside book/_static/vendor)
+COPIES = [
+    ("requirejs/require.js", "require.js"),
+    ("@jupyter-widgets/html-manager/dist", "html-manager"),
+    ("mathjax/es5", "mathjax"),
+]
+
+
+def _installed_versions_match() -> bool:
+    wanted = json.loads((WEB / "package.json").read_text())["dependencies"]
+    for name, version in wanted.items():
+        manifest = MODULES / name / "package.json"
+        if not manifest.exists() or json.loads(manifest.read_text())["version"] != version:
+            return False
+    return True
+
+
+def main() -> int:
+    if not _installed_versions_match():
+        if shutil.which("npm") is None:
+            print("npm is not installed: install Node.js (Debian: apt-get install npm) to build "
+                  "the offline book's scripts", file=sys.stderr)
+            return 1
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-package-lock",
+                        "--ignore-scripts"], cwd=WEB, check=True)
+    stamp = VENDOR / ".versions.json"
+    wanted = (WEB / "package.json").read_text()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return 0  # already copied
+    shutil.rmtree(VENDOR, ignore_errors=True)
+    for source, target in COPIES:
+        src, dst = MODULES / source, VENDOR / target
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.map", "*.LICENSE.txt"))
+        else:
+            shutil.copy2(src, dst)
+    stamp.write_text(wanted)
+    print(f"copied the book's offline scripts into {VENDOR.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

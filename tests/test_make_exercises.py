@@ -61,3 +61,25 @@ def test_student_notebook_strips_outputs_widgets_and_markdown_answers():
     assert student.cells[2].outputs == [] and student.cells[2].execution_count is None
     assert "widgets" not in student.metadata
     assert nb.cells[1].outputs, "the solution notebook itself must not be modified"
+
+
+def test_nbgrader_export_marks_solutions_checks_and_written_answers():
+    from export_nbgrader import nbgrader_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("Why?\n<!-- BEGIN SOLUTION -->Because.<!-- END SOLUTION -->"),
+        nbformat.v4.new_code_cell(SOURCE),
+        nbformat.v4.new_code_cell('sl.grading.check("ch9_ex1", double)'),
+        nbformat.v4.new_code_cell("import torch"),
+    ]
+    out = nbgrader_notebook(nb)
+    answer, solution, check, plain = (c.metadata.get("nbgrader") for c in out.cells)
+    assert answer["solution"] and answer["grade"] and not answer["locked"]
+    assert "### BEGIN SOLUTION" in out.cells[0].source  # nbgrader's own marker
+    assert solution["solution"] and not solution["grade"]
+    assert check == {"grade_id": "check-ch9_ex1", "solution": False, "grade": True,
+                     "locked": True, "schema_version": 3, "points": 1}
+    assert plain is None
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in out.cells if "nbgrader" in c.metadata]
+    assert len(ids) == len(set(ids)), "nbgrader needs unique grade ids"

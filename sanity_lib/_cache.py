@@ -72,9 +72,28 @@ def config_key(config: dict) -> str:
 
 
 def cache_path(kind: str, config: dict) -> Path:
-    """Where the entry of this kind and configuration lives, e.g. ``checkpoints/<key>.pt``."""
+    """Where the entry of this kind and configuration lives, e.g. ``checkpoints/<key>.pt``.
+
+    The subfolder ``kind`` is created if needed.
+
+    Raises
+    ------
+    OSError
+        When the cache folder or the subfolder cannot be created or written to.
+
+    Examples
+    --------
+    >>> cache_path("checkpoints", {"a": 1}).name == config_key({"a": 1}) + ".pt"
+    True
+    """
     folder = cache_dir() / kind
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(
+            f"cannot create the cache folder {folder} ({err.strerror}); "
+            f"set {ENV_VAR} to a folder you can write to"
+        ) from err
     return folder / f"{config_key(config)}.pt"
 
 
@@ -83,10 +102,21 @@ def save_atomic(obj, path: Path) -> None:
 
     ``obj`` should hold only tensors, numbers, strings, lists and dicts, so that it loads
     back under ``weights_only=True``.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written (the message names the folder and ``$SANITY_LIB_CACHE``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except OSError as err:
+        raise OSError(
+            f"cannot write to the cache folder {path.parent} ({err.strerror}); "
+            f"set {ENV_VAR} to a folder you can write to"
+        ) from err
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)

@@ -1,0 +1,407 @@
+"""Checks of the exercise notebook of chapter 4, "The data randomization test".
+
+===========  ===================================================================
+exercise     what the answer is
+===========  ===================================================================
+``ch4_ex1``  a function ``f(images, labels, seed=0)`` returning the training set
+             of the random-label model, ``(images, new_labels)`` (or only
+             ``new_labels``): the same images, the labels shuffled by a seeded
+             random permutation (:func:`check_label_permutation` says what is
+             required)
+``ch4_ex2``  a number: the test accuracy of the network trained on permuted
+             labels; needs ``model=`` (that network), optionally
+             ``test_data=(images, labels)`` (default: the embedded MNIST test split)
+``ch4_ex3``  the methods whose maps stay similar between the true-label and the
+             random-label model: mean ``spearman_abs`` at or above
+             :data:`SIMILAR_THRESHOLD`; needs ``result=`` (the student's
+             :func:`sanity_lib.data_randomization_test` result)
+``ch4_ex4``  the methods whose maps look similar in absolute value but not once the
+             sign is kept: mean ``spearman_abs`` at or above :data:`SIMILAR_THRESHOLD`
+             and mean ``spearman_diverging`` below it; needs ``result=``
+===========  ===================================================================
+
+ex3 and ex4 judge the answer against the result the student computed, with a margin: a
+method within :data:`SIMILAR_MARGIN` of the threshold may be named or not; only the clear
+cases must be right. No measured number is hard-coded.
+
+Examples
+--------
+>>> import torch, sanity_lib as sl
+>>> def shuffle(images, labels, seed=0):
+...     g = torch.Generator().manual_seed(seed)
+...     return images, labels[torch.randperm(len(labels), generator=g)]
+>>> sl.grading.check("ch4_ex1", shuffle)
+'ch4_ex1: correct. Well done!'
+"""
+import math
+import numbers
+
+import numpy as np
+import torch
+
+from . import CheckFailed, expect, register
+
+__all__ = ["SIMILAR_THRESHOLD", "SIMILAR_MARGIN", "MIN_CHANGED", "MAX_CRAMERS_V",
+           "ACCURACY_TOLERANCE", "check_label_permutation", "similar_methods"]
+
+#: ex3/ex4: a method's maps "stay similar" when the mean rank correlation between the
+#: true-label and the random-label model's maps is at least this: half-way between the
+#: noise floor (about 0) and identical maps (1).
+SIMILAR_THRESHOLD = 0.5
+#: ex3/ex4: methods within this distance of the threshold are accepted on either side.
+SIMILAR_MARGIN = 0.1
+#: ex1: at least this fraction of the images must get another label. A random permutation
+#: of 10 balanced classes keeps about 10 % of the labels by chance, so about 90 % change.
+MIN_CHANGED = 0.75
+#: ex1: the new labels must be (nearly) independent of the old ones: Cramér's V of the
+#: 10 x 10 table of old against new labels below this (a random permutation of 2,000
+#: labels gives about 0.03; keeping every label gives 1).
+MAX_CRAMERS_V = 0.1
+#: ex2: an accuracy within this of the measured one (or of chance) is accepted.
+ACCURACY_TOLERANCE = 0.03
+
+
+# ----------------------------------------------------------------------------- ex1
+
+def _toy_training_set(n_per_class=200, n_classes=10, seed=0):
+    """Distinct random images with labels sorted by class, like the embedded MNIST split
+    (so a shift of the labels by a few places is not a randomization)."""
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(n_per_class * n_classes, 1, 28, 28, generator=gen)
+    labels = torch.arange(n_classes).repeat_interleave(n_per_class)
+    return images, labels
+
+
+def _as_tensor(value, what):
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError):
+        raise CheckFailed(f"{what} should be a torch tensor or a numpy array, got "
+                          f"{type(value).__name__}.\nHint: return the tensors, e.g. "
+                          "`return images, labels[perm]`.") from None
+
+
+def _call(fn, images, labels, seed):
+    """Run the student's function on copies; return (images, labels) as tensors."""
+    im, lab = images.clone(), labels.clone()
+    try:
+        out = fn(im, lab, seed=seed)
+    except TypeError as err:
+        if "seed" not in str(err):
+            raise
+        raise CheckFailed(f"Your function does not take a `seed` argument ({err}).\n"
+                          "Hint: define it as `def randomize_labels(images, labels, seed=0):` "
+                          "and build a `torch.Generator().manual_seed(seed)` from it.") from None
+    expect(torch.equal(im, images) and torch.equal(lab, labels),
+           "Your function changed the images or labels it was given, in place.",
+           hint="Return new tensors (`labels[perm]`) instead of shuffling the input in place "
+                "(e.g. with `np.random.shuffle`): the true-label model still needs them.")
+    if isinstance(out, tuple) and len(out) == 2:
+        new_images, new_labels = (_as_tensor(out[0], "The images you return"),
+                                  _as_tensor(out[1], "The labels you return"))
+    else:
+        new_images, new_labels = images, _as_tensor(out, "What your function returns")
+        expect(new_labels.dim() == 1,
+               f"Your function should return a pair (images, labels), got one tensor of "
+               f"shape {tuple(new_labels.shape)}.",
+               hint="`return images, labels[perm]`.")
+    expect(new_labels.dim() == 1 and len(new_labels) == len(labels),
+           f"The labels you return have shape {tuple(new_labels.shape)}; expected "
+           f"{(len(labels),)}, one label per image.",
+           hint="Permute the labels; do not drop, add or reshape them.")
+    expect(not (new_labels.dtype.is_floating_point or new_labels.dtype == torch.bool),
+           f"The labels you return are {new_labels.dtype}, not integer class indices.",
+           hint="Index the labels with a permutation: `labels[perm]` keeps their dtype.")
+    expect(tuple(new_images.shape) == tuple(images.shape),
+           f"The images you return have shape {tuple(new_images.shape)}; expected "
+           f"{tuple(images.shape)}.", hint="Return the images unchanged.")
+    return new_images, new_labels.long()
+
+
+def _image_order(new_images, images):
+    """The original index of every returned image, or a CheckFailed if one is not an input
+    image or appears twice."""
+    index = {img.numpy().tobytes(): i for i, img in enumerate(images)}
+    order = [index.get(img.to(images.dtype).numpy().tobytes()) for img in new_images]
+    expect(None not in order,
+           "Some of the images you return are not among the images given.",
+           hint="The data randomization test keeps the images as they are; only the labels "
+                "change. Return `images` itself.")
+    expect(len(set(order)) == len(order),
+           "Some images appear twice in what you return, and others are missing.",
+           hint="Return every image once: leave the images as they are.")
+    return torch.tensor(order)
+
+
+def _cramers_v(a, b, k):
+    table = np.zeros((k, k))
+    np.add.at(table, (a.numpy(), b.numpy()), 1)
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    keep = expected > 0
+    chi2 = ((table - expected)[keep] ** 2 / expected[keep]).sum()
+    return math.sqrt(chi2 / (table.sum() * (k - 1)))
+
+
+def check_label_permutation(fn, images=None, labels=None):
+    """Check that ``fn(images, labels, seed=...)`` shuffles the labels for the data
+    randomization test; raise :class:`CheckFailed` saying what is wrong otherwise.
+
+    Required: every image keeps its place (or, if reordered, each is still returned once);
+    the new labels are a permutation of the old ones (the same count per class); at least
+    :data:`MIN_CHANGED` of the images get another label, and the new label of an image is
+    (nearly) independent of its old one (Cramér's V below :data:`MAX_CRAMERS_V`); the same
+    seed gives the same labels, another seed other labels; the inputs are not changed.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(images, labels, seed=0) -> (images, new_labels)`` or ``-> new_labels``.
+    images, labels : torch.Tensor, optional
+        The training set to try it on; default 2,000 distinct random 28 x 28 images with
+        labels sorted by class (200 per class, as the embedded MNIST split).
+
+    Examples
+    --------
+    >>> def shuffle(images, labels, seed=0):
+    ...     g = torch.Generator().manual_seed(seed)
+    ...     return images, labels[torch.randperm(len(labels), generator=g)]
+    >>> check_label_permutation(shuffle)
+    """
+    expect(callable(fn), f"The answer should be a function, got {type(fn).__name__}.",
+           hint="Pass the function itself: `check(\"ch4_ex1\", randomize_labels)`.")
+    if images is None or labels is None:
+        images, labels = _toy_training_set()
+    labels = labels.long()
+    k = int(labels.max()) + 1
+    new_images, new_labels = _call(fn, images, labels, seed=0)
+    order = _image_order(new_images, images)
+    old = labels[order]  # the label each returned image had in the true training set
+
+    before = torch.bincount(labels, minlength=k)
+    in_range = bool(new_labels.min() >= 0)
+    after = torch.bincount(new_labels.clamp(min=0), minlength=k) if in_range else None
+    expect(in_range and torch.equal(before, after),
+           "The new labels are not a permutation of the old ones: the number of images per "
+           f"class changed from {before.tolist()} to "
+           f"{after.tolist() if in_range else 'something with negative labels'}.",
+           hint="Shuffle the labels you have (`labels[torch.randperm(n, generator=g)]`) "
+                "instead of drawing new ones at random: the test keeps the label "
+                "distribution and only breaks the link between an image and its label.")
+    changed = (new_labels != old).float().mean().item()
+    reordered = not torch.equal(order, torch.arange(len(order)))
+    expect(changed > 0 or not reordered,
+           "You moved the images together with their labels: every image still has its own "
+           "label, so nothing was randomized (the model would learn the digits as usual).",
+           hint="Leave the images where they are and permute only the labels.")
+    expect(changed > 0, "Every image still has its original label.",
+           hint="Permute the labels: `labels[torch.randperm(len(labels), generator=g)]`.")
+    expect(changed >= MIN_CHANGED,
+           f"Only {changed:.1%} of the images got another label; a random permutation "
+           f"changes about 90 % of them (10 classes).",
+           hint="Shuffle all the labels with one random permutation (shifting the labels by "
+                "a place, or swapping a few pairs, leaves most of them as they were).")
+    v = _cramers_v(old, new_labels, k)
+    expect(v < MAX_CRAMERS_V,
+           f"The new labels still depend on the old ones (Cramér's V = {v:.2f}; a random "
+           "permutation gives about 0.03): e.g. shifting the labels by a few places keeps "
+           "most of them within the same class when the data are sorted by class.",
+           hint="Use a *random* permutation: `torch.randperm(len(labels), generator=g)`.")
+
+    _, again = _call(fn, images, labels, seed=0)
+    expect(torch.equal(again, new_labels),
+           "Two calls with the same seed gave different labels: the shuffle is not "
+           "reproducible.",
+           hint="Draw the permutation from a generator seeded with `seed`: "
+                "`g = torch.Generator().manual_seed(seed)` then "
+                "`torch.randperm(n, generator=g)`.")
+    _, other = _call(fn, images, labels, seed=1)
+    expect(not torch.equal(other, new_labels),
+           "seed=0 and seed=1 gave the same labels: your function ignores `seed`.",
+           hint="Seed the generator with the `seed` argument, not a fixed number.")
+
+
+@register("ch4_ex1")
+def _check_ex1(answer, **_):
+    check_label_permutation(answer)
+
+
+# ----------------------------------------------------------------------------- ex2
+
+def _number(answer, what):
+    expect(isinstance(answer, numbers.Real) and not isinstance(answer, bool)
+           or (isinstance(answer, torch.Tensor) and answer.numel() == 1),
+           f"{what} should be a number, got {type(answer).__name__}.",
+           hint="e.g. `answer = 0.1` (a fraction) or `answer = 10` (a percentage).")
+    value = float(answer)
+    expect(math.isfinite(value) and 0 <= value <= 100,
+           f"{value} is not an accuracy: give a fraction in [0, 1] or a percentage.",
+           hint="Accuracy = the fraction of test digits classified as their true label.")
+    return value / 100 if value > 1 else value
+
+
+@register("ch4_ex2")
+def _check_ex2(answer, model=None, test_data=None, **_):
+    from sanity_lib import data, training
+
+    expect(isinstance(model, torch.nn.Module),
+           "This check needs the random-label model: "
+           "`sl.grading.check(\"ch4_ex2\", answer, model=random_model)`.",
+           hint="Pass the model trained with labels=\"random\".")
+    images, labels = test_data if test_data is not None else data.load_mnist("test")
+    measured = training.evaluate(model, images, labels)
+    counts = torch.bincount(labels.long()).double()
+    chance = 1 / len(counts)
+    majority = (counts.max() / counts.sum()).item()
+    expect(measured < 0.5,
+           f"The model you passed classifies {measured:.0%} of the test digits correctly: it "
+           "learned the digits, so it is not the random-label model.",
+           hint="Pass `model=random_model`, the network trained with labels=\"random\".")
+    value = _number(answer, "The answer")
+    near_measured = abs(value - measured) <= ACCURACY_TOLERANCE
+    near_chance = (min(abs(value - chance), abs(value - majority)) <= ACCURACY_TOLERANCE
+                   and abs(measured - chance) <= 2 * ACCURACY_TOLERANCE)
+    if near_measured or near_chance:
+        return
+    expect(value < 0.9,
+           f"{value:.0%} is the accuracy on the *training* labels, which the network "
+           f"memorized; on the test digits it scores {measured:.1%}.",
+           hint="Read the test-accuracy curve of the random-label model (or call "
+                "`sl.training.evaluate(random_model, x_test, y_test)`).")
+    expect(value > 0.02,
+           f"{value:.0%} would mean the model is systematically *wrong*, which needs "
+           f"knowledge of the digits too; it scores {measured:.1%}.",
+           hint="With labels that carry no information, what does guessing score with 10 "
+                "classes?")
+    expect(False,
+           f"{value:.1%} is not what the random-label model scores on the test digits "
+           f"(measured: {measured:.1%}).",
+           hint="Read the last point of the random-label model's test-accuracy curve.")
+
+
+# ----------------------------------------------------------------------------- ex3 / ex4
+
+def _check_result(result):
+    from sanity_lib.checks import SanityCheckResult
+
+    expect(isinstance(result, SanityCheckResult),
+           "This check needs your result: `sl.grading.check(\"ch4_ex3\", answer, "
+           "result=result)`.",
+           hint="Pass the result of `sl.data_randomization_test` on the MNIST CNN.")
+    expect(result.settings.get("test") == "data_randomization",
+           "The result you passed comes from another test "
+           f"({result.settings.get('test')!r}).",
+           hint="Pass the result of `sl.data_randomization_test`.")
+    missing = {"spearman_abs", "spearman_diverging"} - set(result.metrics)
+    expect(not missing, f"The result has no {sorted(missing)} values.",
+           hint="Run the test with the default metrics (all four).")
+
+
+_ALIASES = {
+    "ig": "integrated_gradients", "sg": "smoothgrad", "gbp": "guided_backprop",
+    "grad": "gradient", "saliency": "gradient", "vanilla_gradient": "gradient",
+    "gradient_input": "gradient_x_input", "input_x_gradient": "gradient_x_input",
+    "gradient_times_input": "gradient_x_input", "gxi": "gradient_x_input",
+    "grad_cam": "gradcam", "guided_grad_cam": "guided_gradcam", "ggcam": "guided_gradcam",
+    "smooth_grad": "smoothgrad", "guided_backpropagation": "guided_backprop",
+}
+
+
+def _key(text):
+    return (text.strip().lower().replace("⊙", "x").replace("×", "x").replace("*", "x")
+            .replace("-", "_").replace(" ", "_").replace("__", "_"))
+
+
+def _method_set(answer, available):
+    from sanity_lib import plotting, saliency
+
+    if isinstance(answer, str):
+        answer = [answer]
+    try:
+        items = list(answer)
+    except TypeError:
+        raise CheckFailed(f"The answer should be a list of method names, got "
+                          f"{type(answer).__name__}.\nHint: e.g. "
+                          "`similar = [\"guided_backprop\"]`, or `[]` for none.") from None
+    names = {m: m for m in saliency.METHODS}
+    names.update({_key(label): m for m, label in plotting.METHOD_LABELS.items()})
+    names.update(_ALIASES)
+    out = set()
+    for item in items:
+        expect(isinstance(item, str), f"{item!r} is not a method name (a str).",
+               hint=f"Use the names of `result.methods`: {list(available)}.")
+        name = names.get(_key(item))
+        expect(name is not None, f"{item!r} is not a method name I know.",
+               hint=f"Use the names of `result.methods`: {list(available)}.")
+        expect(name in available, f"{name} is not among the methods of your result "
+               f"({list(available)}).", hint="Name methods that the test ran.")
+        out.add(name)
+    return out
+
+
+def similar_methods(result, metric="spearman_abs", threshold=SIMILAR_THRESHOLD,
+                    margin=SIMILAR_MARGIN):
+    """(must, may, means): the methods whose maps clearly stay similar, those near the
+    threshold, and every method's mean similarity.
+
+    A method's maps "stay similar" when the mean ``metric`` over images between the
+    true-label and the random-label model's maps is at least ``threshold``; methods within
+    ``margin`` of it may be counted either way.
+
+    Examples
+    --------
+    >>> must, may, means = similar_methods(result)          # doctest: +SKIP
+    """
+    table = result.table[result.table["metric"] == metric]
+    means = table.groupby("method")["value"].mean().to_dict()
+    means = {m: float(means.get(m, float("nan"))) for m in result.methods}
+    must = {m for m, v in means.items() if v >= threshold + margin}
+    may = {m for m, v in means.items() if abs(v - threshold) < margin}
+    return must, may, means
+
+
+def _judge(named, must, may, means, what_in, what_out, hint_rule):
+    missed = sorted(must - named)
+    expect(not missed, "You left out " + ", ".join(
+        f"{m} (mean {what_in[1]} {means[m]:.2f})" for m in missed) + f": {what_in[0]}.",
+        hint=hint_rule)
+    wrong = sorted(named - must - may)
+    expect(not wrong, "You named " + ", ".join(
+        f"{m} (mean {what_out[1]}: {what_out[2](m)})" for m in wrong) + f": {what_out[0]}.",
+        hint=hint_rule)
+
+
+@register("ch4_ex3")
+def _check_ex3(answer, result=None, **_):
+    _check_result(result)
+    named = _method_set(answer, result.methods)
+    must, may, means = similar_methods(result)
+    _judge(named, must, may, means,
+           what_in=("its maps stay similar although the model learned nothing about digits",
+                    "spearman_abs"),
+           what_out=("its maps change, so it passes the test", "spearman_abs",
+                     lambda m: f"{means[m]:.2f}"),
+           hint_rule=f"Read the mean spearman_abs per method (`result.summary()`): a method's "
+                     f"maps stay similar when it is at least {SIMILAR_THRESHOLD}.")
+
+
+@register("ch4_ex4")
+def _check_ex4(answer, result=None, **_):
+    _check_result(result)
+    named = _method_set(answer, result.methods)
+    must_abs, may_abs, abs_means = similar_methods(result, "spearman_abs")
+    must_div, may_div, div_means = similar_methods(result, "spearman_diverging")
+    # Clearly similar in abs and clearly not in diverging; near either threshold: optional.
+    not_div = {m for m, v in div_means.items() if v < SIMILAR_THRESHOLD - SIMILAR_MARGIN}
+    must = must_abs & not_div
+    may = (must_abs | may_abs) & (not_div | may_div) - must
+    both = {m: f"abs {abs_means[m]:.2f}, diverging {div_means[m]:.2f}" for m in abs_means}
+    _judge(named, must, may, abs_means,
+           what_in=("similar in absolute value, but not once the sign is kept "
+                    f"(mean spearman_diverging {', '.join(f'{m} {div_means[m]:.2f}' for m in sorted(must - named))})",
+                    "spearman_abs"),
+           what_out=("it is not similar in abs but dissimilar in sign", "rank correlations",
+                     lambda m: both[m]),
+           hint_rule=f"Name the methods with mean spearman_abs >= {SIMILAR_THRESHOLD} and mean "
+                     f"spearman_diverging < {SIMILAR_THRESHOLD}.")

@@ -1,0 +1,394 @@
+"""Checks of the exercise notebook of chapter 5, "Why methods fail".
+
+===========  ===================================================================
+exercise     what the answer is
+===========  ===================================================================
+``ch5_ex1``  a function ``integrated_gradients(model, x, baseline, n_steps)``: IG of
+             the model's single output by a Riemann sum along the straight path from
+             ``baseline`` to ``x``
+``ch5_ex2``  a dict ``{"measured": 5 values, "predicted": 5 values}``: per photo, the
+             abs rank correlation of ``x * u`` and ``x * v`` for the grey photos as
+             EfficientNet-Lite0 sees them (112 px), and its prediction
+             ``var(log|x|) / (var(log|x|) + var(log|u|))``
+``ch5_ex3``  a function ``sobel_magnitude(gray)``: N x 1 x H x W grey images ->
+             N x H x W, computed with a hand-built ``nn.Conv2d`` holding the Sobel
+             kernels and equal to ``skimage.filters.sobel``
+===========  ===================================================================
+
+Each check compares with an independent computation (a quadrature of high order, fresh random
+draws, scikit-image) and, when the answer is wrong, recomputes the typical mistakes to say which
+one was made.
+
+Examples
+--------
+>>> import numpy as np, torch, sanity_lib as sl
+>>> from skimage.filters import sobel
+>>> def right(gray):
+...     return torch.from_numpy(np.stack([sobel(g) for g in gray[:, 0].double().numpy()]))
+>>> sl.grading.check("ch5_ex3", right)
+'ch5_ex3: correct. Well done!'
+"""
+import functools
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import CheckFailed, expect, register
+
+__all__ = []  # the checks are reached through sanity_lib.grading.check
+
+#: Var(log|Z|) for a standard normal Z.
+LOG_ABS_NORMAL_VAR = math.pi ** 2 / 8
+EX2_SIZE = 112
+
+
+def _to_array(value, what):
+    if isinstance(value, torch.Tensor):
+        value = value.detach().to("cpu", torch.float64).numpy()
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CheckFailed(
+            f"{what} should be a torch tensor or a numpy array of numbers, got "
+            f"{type(value).__name__}.\nHint: return the result of your computation.") from None
+    return arr
+
+
+# ----------------------------------------------------------------------------- ex1: IG
+
+def _grad(model, points):
+    points = points.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(model(points)[:, 0].sum(), points)
+    return g
+
+
+def _path_mean_gradient(model, start, x, n_steps, rule="right"):
+    offsets = {"right": 1.0, "left": 0.0, "middle": 0.5}[rule]
+    total = torch.zeros_like(x)
+    for k in range(n_steps):
+        alpha = (k + offsets) / n_steps
+        total += _grad(model, start + alpha * (x - start))
+    return total / n_steps
+
+
+def _ig_mistakes(model, x, baseline, n_steps):
+    """(prediction, message) for the usual wrong IGs."""
+    mean_grad = _path_mean_gradient(model, baseline, x, n_steps)
+    from_zero = _path_mean_gradient(model, torch.zeros_like(x), x, n_steps)
+    hint_formula = ("IG(x) = (x - x') * mean over k = 1..n of grad f(x' + (k / n) (x - x')), "
+                    "with x' the baseline.")
+    return [
+        (mean_grad, "You returned the average gradient along the path and forgot to multiply "
+                    "by (x - x').", hint_formula),
+        (x * mean_grad, "You multiplied by x instead of (x - x'): with a baseline that is not 0 "
+                        "the factor is the difference between the input and the baseline.",
+         hint_formula),
+        ((baseline - x) * mean_grad, "Your map has the wrong sign: the factor is (x - x'), "
+                                     "input minus baseline.", hint_formula),
+        (n_steps * (x - baseline) * mean_grad,
+         "You summed the gradients over the steps instead of averaging them (your map is "
+         "n_steps times too large).", "Divide the sum by n_steps (or use .mean())."),
+        ((x - baseline) * _grad(model, x),
+         "You used the gradient at x only. That is gradient x (x - x'), not Integrated "
+         "Gradients: the gradient must be averaged along the path from the baseline to x.",
+         hint_formula),
+        ((x - baseline) * from_zero,
+         "Your path starts at 0, not at the baseline: the points are alpha * x instead of "
+         "x' + alpha (x - x').", hint_formula),
+        ((x - baseline) * _grad(model, baseline),
+         "You used the gradient at the baseline only; average it along the whole path.",
+         hint_formula),
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def _ex1_cases():
+    """(name, model, x, baseline) on which IG is checked: two linear models, one smooth MLP."""
+    from sanity_lib import data, models
+
+    digits = data.load_mnist("test")[0][::400][:5]            # five digits, several classes
+    gen = torch.Generator().manual_seed(55)
+    w = torch.randn(1, 28, 28, generator=gen)
+    linear = models.linear_model(w)
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.Softplus(),
+                            nn.Linear(32, 1)).eval()
+    grey = torch.full_like(digits, 0.3)
+    noisy = (digits + 0.2 * torch.randn(digits.shape, generator=gen)).clamp(0, 1)
+    return [
+        ("a linear model with the zero baseline", linear, digits, torch.zeros_like(digits)),
+        ("a linear model with a grey baseline (0.3)", linear, digits, grey),
+        ("a small softplus network with a noisy baseline", mlp, digits, noisy),
+    ]
+
+
+def _reference_ig(model, x, baseline):
+    from sanity_lib import saliency
+
+    # Gauss-Legendre with 64 nodes: exact to rounding for these smooth 1-D integrals.
+    return saliency.explain(model, x, "integrated_gradients", target=0, baseline=baseline,
+                            n_steps=64, integration="gausslegendre", batch_size=4096)
+
+
+def _ig_close(out, ref):
+    scale = ref.abs().amax(dim=tuple(range(1, ref.dim())), keepdim=True)
+    return out.shape == ref.shape and bool(((out - ref).abs() <= 0.02 * scale + 1e-6).all())
+
+
+@register("ch5_ex1")
+def _check_ex1(answer, n_steps=128):
+    expect(callable(answer), "The answer should be your function `integrated_gradients` itself.",
+           hint="Pass the function without calling it: "
+                "sl.grading.check('ch5_ex1', integrated_gradients)")
+    for name, model, x, baseline in _ex1_cases():
+        x_in, b_in = x.clone(), baseline.clone()
+        out = answer(model, x_in, b_in, n_steps)
+        expect(torch.equal(x_in, x) and torch.equal(b_in, baseline),
+               "Your function changed x or the baseline in place.",
+               hint="Build the path points as new tensors: baseline + alpha * (x - baseline).")
+        out = torch.as_tensor(_to_array(out, "What `integrated_gradients` returns"),
+                              dtype=torch.float64)
+        expect(tuple(out.shape) == tuple(x.shape),
+               f"On {name} your function returned shape {tuple(out.shape)}; IG has the shape "
+               f"of the input, {tuple(x.shape)}.",
+               hint="Multiply (x - baseline), shape N x 1 x 28 x 28, by the averaged gradient "
+                    "of the same shape.")
+        expect(bool(torch.isfinite(out).all()), f"On {name} your map contains NaN or inf.")
+        ref = _reference_ig(model, x, baseline).double()
+        if _ig_close(out, ref):
+            continue
+        for prediction, message, hint in _ig_mistakes(model, x, baseline, n_steps):
+            prediction = prediction.double()
+            if not _ig_close(prediction, ref) and _ig_close(out, prediction):
+                raise CheckFailed(f"{message} (Seen on {name}.)\nHint: {hint}")
+        total, expected = out.flatten(1).sum(1), ref.flatten(1).sum(1)
+        raise CheckFailed(
+            f"On {name} your attributions differ from Integrated Gradients: they add up to "
+            f"{total[0].item():.4g} for the first digit, while IG adds up to f(x) - f(x') = "
+            f"{expected[0].item():.4g} (completeness).\nHint: IG(x) = (x - x') * mean over "
+            "k = 1..n of grad f(x' + (k / n) (x - x')); compute each gradient with "
+            "torch.autograd.grad(model(points)[:, 0].sum(), points).")
+
+
+# ----------------------------------------------------------------------------- ex2: x * u
+
+@functools.lru_cache(maxsize=1)
+def _ex2_grey():
+    """The five photos at 112 px, as EfficientNet-Lite0 sees them, averaged to grey."""
+    from sanity_lib import data, models
+
+    photos = data.sample_images(EX2_SIZE)
+    pixels01 = photos.mean(dim=1, keepdim=True)
+    seen = models.efficientnet_lite0(pretrained=False).preprocess(photos).mean(1, keepdim=True)
+    return seen, pixels01
+
+
+def _measured(x, mode="abs", n_pairs=6):
+    from sanity_lib import analysis
+
+    table = analysis.input_times_random_correlation(x, n_pairs=n_pairs, seed=2024)
+    rows = table[(table["maps"] == "x*u vs x*v") & (table["metric"] == f"spearman_{mode}")]
+    return rows.groupby("image")["value"].mean().to_numpy()
+
+
+def _pearson_abs(x, n_pairs=4):
+    gen = torch.Generator().manual_seed(7)
+    values = []
+    for _ in range(n_pairs):
+        u = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+        v = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+        a, b = (x.double() * u).abs().flatten(1), (x.double() * v).abs().flatten(1)
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        values.append(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).numpy())
+    return np.mean(values, axis=0)
+
+
+def _prediction(x, spread="var", of="log"):
+    flat = x.double().flatten(1)
+    values = torch.log(flat.abs()) if of == "log" else flat.abs()
+    s = values.var(dim=1) if spread == "var" else values.std(dim=1)
+    noise = LOG_ABS_NORMAL_VAR if spread == "var" else math.sqrt(LOG_ABS_NORMAL_VAR)
+    return (s / (s + noise)).numpy()
+
+
+def _five_numbers(answer, key):
+    expect(isinstance(answer, dict) and key in answer,
+           f"The answer should be a dict with the keys 'measured' and 'predicted'; "
+           f"'{key}' is missing.",
+           hint="answer = {'measured': measured, 'predicted': predicted}")
+    arr = _to_array(answer[key], f"answer['{key}']").ravel()
+    expect(arr.shape == (5,),
+           f"answer['{key}'] should hold one number per photo (5), got {arr.size}.",
+           hint="Average over the random pairs, keep one value per photo.")
+    expect(bool(np.isfinite(arr).all()),
+           f"answer['{key}'] contains NaN or inf.",
+           hint="A pixel that is exactly 0 gives log 0 = -inf; the photos as the network sees "
+                "them (model.preprocess) have none.")
+    return arr
+
+
+@register("ch5_ex2")
+def _check_ex2(answer):
+    measured = _five_numbers(answer, "measured")
+    predicted = _five_numbers(answer, "predicted")
+    seen, pixels01 = _ex2_grey()
+    truth = _measured(seen)
+    if not np.allclose(measured, truth, atol=0.05):
+        if np.allclose(measured, _measured(seen, "diverging"), atol=0.05):
+            raise CheckFailed(
+                "Your measured values are about 0: you compared the signed maps (mode="
+                "'diverging' or mode=None). The signs of u and v are independent; the "
+                "paper's point is about the *absolute* maps.\nHint: "
+                "sl.similarity.spearman(x * u, x * v, mode='abs').")
+        if np.allclose(measured, _measured(pixels01), atol=0.05):
+            raise CheckFailed(
+                "Your measured values are those of the pixels in [0, 1]. The exercise uses "
+                "the photos as EfficientNet-Lite0 sees them: model.preprocess(photos), in "
+                "[-1, 1], then averaged to grey.\nHint: "
+                "x = effnet.preprocess(photos).mean(dim=1, keepdim=True).")
+        if np.allclose(measured, _pearson_abs(seen), atol=0.05):
+            raise CheckFailed(
+                "You computed Pearson's correlation of the absolute values, not a rank "
+                "correlation.\nHint: use sl.similarity.spearman(..., mode='abs').")
+        raise CheckFailed(
+            f"Your measured correlations {np.round(measured, 2).tolist()} are not what x * u "
+            f"and x * v give for these photos (about {np.round(truth, 2).tolist()}).\nHint: "
+            "for each of a few pairs, u = torch.randn(x.shape), v = torch.randn(x.shape), "
+            "sl.similarity.spearman(x * u, x * v, 'abs'); average over the pairs, per photo.")
+    right = _prediction(seen)
+    # Var(log|u|) estimated from samples instead of pi^2 / 8 is right too.
+    if np.allclose(predicted, right, atol=0.02):
+        return
+    mistakes = [
+        (_prediction(seen, spread="std"),
+         "You used standard deviations; the prediction is a ratio of *variances*: "
+         "var(log|x|) / (var(log|x|) + var(log|u|))."),
+        (_prediction(seen, of="abs"),
+         "You used the variance of |x|, not of log|x|. Ranks do not change under the log, and "
+         "log turns the product |x| |u| into the sum log|x| + log|u|: the variances of the two "
+         "log terms are what compete."),
+        (_prediction(pixels01) if bool((pixels01 > 0).all()) else np.full(5, np.nan),
+         "Your prediction uses the pixels in [0, 1]; use the same x as for the measurement."),
+        (1 - right,
+         "You computed var(log|u|) / (var(log|x|) + var(log|u|)): the share of the noise, not "
+         "of the input."),
+    ]
+    for prediction, message in mistakes:
+        if np.allclose(predicted, prediction, atol=0.02):
+            raise CheckFailed(message + "\nHint: per photo, L = torch.log(x.abs().flatten()); "
+                              "predicted = L.var() / (L.var() + math.pi ** 2 / 8).")
+    raise CheckFailed(
+        f"Your predictions {np.round(predicted, 2).tolist()} differ from "
+        f"var(log|x|) / (var(log|x|) + var(log|u|)) = {np.round(right, 2).tolist()}.\nHint: "
+        "var(log|u|) for a standard normal u is pi^2 / 8 = 1.234; compute var(log|x|) over the "
+        "pixels of each grey photo.")
+
+
+# ----------------------------------------------------------------------------- ex3: Sobel
+
+@functools.lru_cache(maxsize=1)
+def _ex3_cases():
+    from sanity_lib import data
+
+    rng = np.random.default_rng(3)
+    step = np.zeros((1, 1, 12, 12))
+    step[..., 6:] = 1.0
+    return {
+        "grey photos (64 x 64)": data.sample_images(64).double().mean(1, keepdim=True).numpy(),
+        "MNIST digits": data.load_mnist("test")[0][::500].double().numpy(),
+        "a vertical step edge": step,
+        "random images (20 x 24)": rng.random((2, 1, 20, 24)),
+    }
+
+
+def _sobel_parts(gray):
+    from scipy import ndimage
+
+    k = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    gx = np.stack([ndimage.correlate(g, k, mode="nearest") for g in gray])
+    gy = np.stack([ndimage.correlate(g, k.T, mode="nearest") for g in gray])
+    return gx, gy
+
+
+def _sobel_parts_zero_pad(gray):
+    from scipy import ndimage
+
+    k = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    gx = np.stack([ndimage.correlate(g, k, mode="constant") for g in gray])
+    gy = np.stack([ndimage.correlate(g, k.T, mode="constant") for g in gray])
+    return gx, gy
+
+
+_HINT_SOBEL = ("skimage.filters.sobel(g) = sqrt((Gx**2 + Gy**2) / 2) / 4, where Gx, Gy are "
+               "the responses to [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]] and its transpose, with the "
+               "border padded by repeating the edge pixel (padding_mode='replicate').")
+
+
+def _sobel_mistakes(gray):
+    gx, gy = _sobel_parts(gray)
+    zx, zy = _sobel_parts_zero_pad(gray)
+    l2 = np.sqrt(gx ** 2 + gy ** 2)
+    return [
+        (l2, "Your magnitude is 4 sqrt(2) = 5.66 times too large: scikit-image divides the "
+             "squared responses by 2 (the number of axes) and the kernels by 4."),
+        (l2 / 4, "Your magnitude is sqrt(2) times too large: scikit-image averages the two "
+                 "squared responses, sqrt((Gx**2 + Gy**2) / 2)."),
+        (l2 / math.sqrt(2), "Your magnitude is 4 times too large: scikit-image's Sobel kernels "
+                            "are divided by 4 (their weights sum to 1 in absolute value per "
+                            "side)."),
+        ((np.abs(gx) + np.abs(gy)) / (4 * math.sqrt(2)),
+         "You used the L1 magnitude |Gx| + |Gy| (what the ReLU model of the chapter computes); "
+         "scikit-image's Sobel is the L2 magnitude sqrt(Gx**2 + Gy**2) (then rescaled)."),
+        (np.abs(gx) / (4 * math.sqrt(2)),
+         "You used only one kernel (Gx); the magnitude needs both directions."),
+        (np.abs(gy) / (4 * math.sqrt(2)),
+         "You used only one kernel (Gy); the magnitude needs both directions."),
+        (np.sqrt((zx ** 2 + zy ** 2) / 2) / 4,
+         "Inside the image you match scikit-image, but not on the border: you padded with "
+         "zeros, so the image's border looks like an edge. scikit-image repeats the edge pixel "
+         "(scipy's mode 'reflect')."),
+    ]
+
+
+@register("ch5_ex3")
+def _check_ex3(answer):
+    from skimage.filters import sobel
+
+    expect(callable(answer), "The answer should be your function `sobel_magnitude` itself.",
+           hint="Pass the function without calling it: "
+                "sl.grading.check('ch5_ex3', sobel_magnitude)")
+    for case, gray in _ex3_cases().items():
+        n, _, h, w = gray.shape
+        x = torch.from_numpy(gray.astype(np.float32))
+        before = x.clone()
+        with torch.no_grad():
+            out = answer(x)
+        expect(torch.equal(x, before), "Your function changed its input in place.")
+        out = _to_array(out, "What `sobel_magnitude` returns")
+        if out.shape == (n, 1, h, w):
+            out = out[:, 0]
+        expect(out.shape == (n, h, w),
+               f"On the {case} ({n} x 1 x {h} x {w}) your function returned shape "
+               f"{out.shape}; expected {(n, h, w)}, one magnitude per pixel, the same size as "
+               "the image.",
+               hint="Use padding=1 in the Conv2d so the output keeps the input's size, and "
+                    "combine the two output channels into one magnitude.")
+        expected = np.stack([sobel(g) for g in gray[:, 0]])
+        if np.allclose(out, expected, atol=1e-5):
+            continue
+        for prediction, message in _sobel_mistakes(gray[:, 0]):
+            if np.allclose(out, prediction, atol=1e-5):
+                raise CheckFailed(f"{message} (Seen on the {case}.)\nHint: {_HINT_SOBEL}")
+        inner = (slice(None), slice(1, -1), slice(1, -1))
+        if np.allclose(out[inner], expected[inner], atol=1e-5):
+            raise CheckFailed(
+                f"On the {case} you match scikit-image inside the image but not on its "
+                f"border.\nHint: {_HINT_SOBEL}")
+        i, r, c = np.unravel_index(np.argmax(np.abs(out - expected)), out.shape)
+        raise CheckFailed(
+            f"On the {case} your magnitude differs from skimage.filters.sobel: at image {i}, "
+            f"pixel ({r}, {c}) you give {out[i, r, c]:.4g}, scikit-image "
+            f"{expected[i, r, c]:.4g}.\nHint: {_HINT_SOBEL}")

@@ -1,0 +1,251 @@
+"""Tests for the checkpoint cache: sanity_lib._cache and trained_mnist_model's use of it.
+
+Every test points SANITY_LIB_CACHE at its own temporary folder and trains tiny
+configurations (64 digits, one epoch), so the real cache is never touched.
+"""
+import os
+import pickle
+
+import pytest
+import torch
+
+import sanity_lib.data
+from sanity_lib.models import mnist_cnn
+from sanity_lib import _cache, training
+from sanity_lib.training import trained_mnist_model
+
+SMALL = dict(arch="mlp", labels="true", n_train=64, epochs=1, batch_size=32, progress=False)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("SANITY_LIB_CACHE", str(folder))
+    return folder
+
+
+@pytest.fixture
+def train_calls(monkeypatch):
+    """Counts the calls of training.train (the real one still runs)."""
+    calls = []
+    real = training.train
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train", counting)
+    return calls
+
+
+def _checkpoints(folder):
+    return sorted((folder / "checkpoints").glob("*.pt"))
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------- hits and keys
+
+
+def test_second_call_loads_the_checkpoint_without_training(cache, train_calls, monkeypatch):
+    first, history = trained_mnist_model(**SMALL)
+    assert len(train_calls) == 1 and len(_checkpoints(cache)) == 1
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("trained again"))
+    second, cached_history = trained_mnist_model(**SMALL)
+    assert _same_weights(first, second)
+    assert cached_history.to_dict() == history.to_dict()
+    assert not second.training
+
+
+def test_checkpoint_file_holds_config_weights_and_plain_history(cache, train_calls):
+    model, history = trained_mnist_model(**SMALL)
+    (path,) = _checkpoints(cache)
+    entry = torch.load(path, weights_only=True)
+    assert entry["config"]["arch"] == "mlp" and entry["config"]["n_train"] == 64
+    assert path.stem == _cache.config_key(entry["config"])
+    assert all(isinstance(v, list) for k, v in entry["history"].items()
+               if k not in ("permutation", "seconds"))
+    assert torch.equal(entry["state_dict"]["fc1.weight"], model.fc1.weight)
+
+
+@pytest.mark.parametrize("change", [
+    dict(epochs=2), dict(batch_size=16), dict(lr=2e-3), dict(optimizer="sgd"),
+    dict(schedule="constant"), dict(max_shift=1), dict(seed=1), dict(activation="tanh"),
+    dict(labels="random"), dict(n_train=80), dict(arch="cnn"),
+])
+def test_any_config_change_trains_a_new_entry(cache, train_calls, change):
+    trained_mnist_model(**SMALL)
+    trained_mnist_model(**{**SMALL, **change})
+    assert len(train_calls) == 2
+    assert len(_checkpoints(cache)) == 2
+    trained_mnist_model(**{**SMALL, **change})  # and the new entry is then a hit
+    assert len(train_calls) == 2
+
+
+def test_new_recipe_version_trains_a_new_entry(cache, train_calls, monkeypatch):
+    trained_mnist_model(**SMALL)
+    monkeypatch.setattr(training, "RECIPE_VERSION", "a-newer-recipe")
+    trained_mnist_model(**SMALL)
+    assert len(train_calls) == 2 and len(_checkpoints(cache)) == 2
+
+
+def test_changed_training_data_trains_a_new_entry(cache, train_calls, monkeypatch):
+    trained_mnist_model(**SMALL)
+    real = sanity_lib.data.load_mnist
+
+    def edited(split="train", **kwargs):
+        images, labels = real(split, **kwargs)
+        if split == "train":
+            first = training._subset_indices(len(labels), SMALL["n_train"])[0]
+            images[first, 0, 14, 14] += 0.5  # one pixel of one training digit changed
+        return images, labels
+
+    monkeypatch.setattr(sanity_lib.data, "load_mnist", edited)
+    trained_mnist_model(**SMALL)
+    assert len(train_calls) == 2 and len(_checkpoints(cache)) == 2
+
+
+def test_cache_false_neither_reads_nor_writes(cache, train_calls):
+    trained_mnist_model(**SMALL, cache=False)
+    assert not _checkpoints(cache)
+    trained_mnist_model(**SMALL)
+    trained_mnist_model(**SMALL, cache=False)
+    assert len(train_calls) == 3
+
+
+# ---------------------------------------------------------------- damaged entries
+
+
+def _damage_and_reload(cache, damage, match):
+    fresh, fresh_history = trained_mnist_model(**SMALL)
+    (path,) = _checkpoints(cache)
+    damage(path)
+    with pytest.warns(RuntimeWarning, match=match):
+        model, history = trained_mnist_model(**SMALL)
+    # Retrained, and the deterministic retraining equals the first training.
+    assert _same_weights(model, fresh)
+    assert history.train_loss == fresh_history.train_loss
+    return path
+
+
+def test_truncated_file_is_reported_and_retrained(cache, train_calls):
+    def truncate(path):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+
+    path = _damage_and_reload(cache, truncate, "unreadable")
+    assert len(train_calls) == 2
+    torch.load(path, weights_only=True)  # rewritten whole
+    trained_mnist_model(**SMALL)
+    assert len(train_calls) == 2
+
+
+def test_garbage_file_is_reported_and_retrained(cache, train_calls):
+    _damage_and_reload(cache, lambda path: path.write_bytes(b"not a checkpoint\x00" * 50),
+                       "unreadable")
+    assert len(train_calls) == 2
+
+
+def test_checkpoint_with_wrong_shapes_is_rejected(cache, train_calls):
+    def reshape(path):
+        entry = torch.load(path, weights_only=True)
+        entry["state_dict"]["fc2.weight"] = torch.zeros(1500, 2499)
+        _cache.save_atomic(entry, path)
+
+    _damage_and_reload(cache, reshape, r"does not fit.*fc2\.weight")
+    assert len(train_calls) == 2
+
+
+def test_checkpoint_with_wrong_keys_is_rejected(cache, train_calls):
+    def other_model(path):
+        entry = torch.load(path, weights_only=True)
+        entry["state_dict"] = mnist_cnn().state_dict()
+        _cache.save_atomic(entry, path)
+
+    _damage_and_reload(cache, other_model, "does not fit.*missing keys")
+    assert len(train_calls) == 2
+
+
+def test_checkpoint_without_history_is_rejected(cache, train_calls):
+    def no_history(path):
+        entry = torch.load(path, weights_only=True)
+        del entry["history"]
+        _cache.save_atomic(entry, path)
+
+    _damage_and_reload(cache, no_history, "does not fit")
+
+
+# ---------------------------------------------------------------- where the cache lives
+
+
+def test_unwritable_cache_folder_raises_oserror_naming_the_fix(tmp_path, monkeypatch,
+                                                               train_calls):
+    # A folder below a regular file can never be created, even by root.
+    blocker = tmp_path / "afile"
+    blocker.write_text("a file, not a folder")
+    folder = blocker / "cache"
+    monkeypatch.setenv("SANITY_LIB_CACHE", str(folder))
+    with pytest.raises(OSError, match="SANITY_LIB_CACHE") as info:
+        trained_mnist_model(**SMALL)
+    assert str(folder) in str(info.value)
+    assert not train_calls  # it fails before spending time on training
+    if os.geteuid() != 0:  # a read-only folder stops everyone but root
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        monkeypatch.setenv("SANITY_LIB_CACHE", str(locked))
+        with pytest.raises(OSError, match=f"{locked}.*SANITY_LIB_CACHE"):
+            trained_mnist_model(**SMALL)
+
+
+def test_default_folder_follows_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("SANITY_LIB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert _cache.cache_dir() == tmp_path / "sanity_lib"
+    assert (tmp_path / "sanity_lib").is_dir()
+
+
+# ---------------------------------------------------------------- _cache itself
+
+
+def test_config_key_ignores_order_and_sees_every_value():
+    base = {"arch": "cnn", "lr": 0.001, "nested": {"a": [1, 2]}}
+    assert _cache.config_key(base) == _cache.config_key(dict(reversed(base.items())))
+    changed = [{**base, "arch": "mlp"}, {**base, "lr": 0.002}, {**base, "nested": {"a": [2, 1]}},
+               {**base, "extra": None}]
+    keys = {_cache.config_key(c) for c in changed + [base]}
+    assert len(keys) == len(changed) + 1
+
+
+def test_load_cached_rejects_another_configuration(cache):
+    path = _cache.cache_path("things", {"n": 1})
+    _cache.save_atomic({"config": {"n": 2}, "value": torch.ones(2)}, path)
+    with pytest.warns(RuntimeWarning, match="another configuration"):
+        assert _cache.load_cached(path, expected_config={"n": 1}) is None
+    assert not path.exists()
+    assert _cache.load_cached(path) is None  # missing: None, silently
+
+
+class _Payload:
+    """Stands for arbitrary pickled code, which weights_only loading must refuse."""
+
+
+def test_load_cached_refuses_pickled_objects(cache):
+    path = _cache.cache_path("things", {"n": 1})
+    with open(path, "wb") as handle:
+        torch.save({"config": {"n": 1}, "value": _Payload()}, handle,
+                   pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        assert _cache.load_cached(path, expected_config={"n": 1}) is None
+
+
+def test_save_atomic_keeps_the_old_file_when_saving_fails(cache):
+    path = _cache.cache_path("things", {"n": 1})
+    _cache.save_atomic({"config": {"n": 1}, "value": torch.arange(3)}, path)
+    with pytest.raises(Exception):
+        _cache.save_atomic({"config": {"n": 1}, "value": lambda: 0}, path)  # unpicklable
+    entry = _cache.load_cached(path, expected_config={"n": 1})
+    assert torch.equal(entry["value"], torch.arange(3))
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left

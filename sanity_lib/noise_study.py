@@ -596,6 +596,14 @@ def accuracy_under_noise(model, images, labels, stds, seeds=(0,), relative=False
 
 # ----------------------------------------------------------------------------- figure
 
+def _method_color(method, available):
+    """One colour per method in every figure: its place in ``sl.saliency.METHODS``."""
+    from sanity_lib.saliency import METHODS
+
+    index = METHODS.index(method) if method in METHODS else available.index(method)
+    return f"C{index % 10}"
+
+
 def plot_noise_curves(curves, metric_label="similarity to the original map", noise_floor=None,
                       methods=None, axes=None, title=None, relative=False):
     """One panel per noise std: similarity against layers noised, one line per method.
@@ -655,7 +663,7 @@ def plot_noise_curves(curves, metric_label="similarity to the original map", noi
         part = summary[summary["noise_std"] == s]
         for j, method in enumerate(methods):
             c = part[part["method"] == method].sort_values("step")
-            color = f"C{available.index(method) % 10}"
+            color = _method_color(method, available)
             ax.plot(c["step"], c["mean"], "o-", ms=4, color=color,
                     label=METHOD_LABELS.get(method, method))
             ax.fill_between(c["step"], c["mean"] - c["seed_std"], c["mean"] + c["seed_std"],

@@ -4,7 +4,6 @@ Every test points SANITY_LIB_CACHE at its own temporary folder and trains tiny
 configurations (64 digits, one epoch), so the real cache is never touched.
 """
 import os
-import pickle
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import torch
 import sanity_lib.data
 from sanity_lib.models import mnist_cnn
 from sanity_lib import _cache, training
-from sanity_lib.training import trained_mnist_model
+from sanity_lib.training import TrainingHistory, trained_mnist_model
 
 SMALL = dict(arch="mlp", labels="true", n_train=64, epochs=1, batch_size=32, progress=False)
 
@@ -71,28 +70,51 @@ def test_checkpoint_file_holds_config_weights_and_plain_history(cache, train_cal
     assert torch.equal(entry["state_dict"]["fc1.weight"], model.fc1.weight)
 
 
-@pytest.mark.parametrize("change", [
+@pytest.fixture
+def fake_train(monkeypatch):
+    """Replaces training by a no-op that records its calls: for tests of the keys only."""
+    calls = []
+
+    def no_training(model, images, labels, **kwargs):
+        calls.append({**kwargs, "n_train": len(images)})
+        return TrainingHistory([1.0], [0.5], [0.5], None, 0.0)
+
+    monkeypatch.setattr(training, "train", no_training)
+    return calls
+
+
+CHANGES = [
     dict(epochs=2), dict(batch_size=16), dict(lr=2e-3), dict(optimizer="sgd"),
-    dict(schedule="constant"), dict(max_shift=1), dict(seed=1), dict(activation="tanh"),
-    dict(labels="random"), dict(n_train=80), dict(arch="cnn"),
-])
-def test_any_config_change_trains_a_new_entry(cache, train_calls, change):
+    dict(schedule="constant"), dict(augment="shift"), dict(label_smoothing=0.05),
+    dict(target_accuracy=0.9), dict(seed=1), dict(activation="tanh"), dict(labels="random"),
+    dict(n_train=80),
+    dict(arch="cnn"),
+]
+
+
+def test_any_config_change_trains_a_new_entry(cache, fake_train):
     trained_mnist_model(**SMALL)
-    trained_mnist_model(**{**SMALL, **change})
-    assert len(train_calls) == 2
-    assert len(_checkpoints(cache)) == 2
-    trained_mnist_model(**{**SMALL, **change})  # and the new entry is then a hit
-    assert len(train_calls) == 2
+    for number, change in enumerate(CHANGES, start=2):
+        trained_mnist_model(**{**SMALL, **change})
+        assert len(fake_train) == number, change
+        assert len(_checkpoints(cache)) == number, change
+        # ...and the setting really reached the training:
+        for key, value in change.items():
+            if key in fake_train[-1]:
+                assert fake_train[-1][key] == value
+    for change in CHANGES:  # every new entry is then a hit
+        trained_mnist_model(**{**SMALL, **change})
+    assert len(fake_train) == len(CHANGES) + 1
 
 
-def test_new_recipe_version_trains_a_new_entry(cache, train_calls, monkeypatch):
+def test_new_recipe_version_trains_a_new_entry(cache, fake_train, monkeypatch):
     trained_mnist_model(**SMALL)
     monkeypatch.setattr(training, "RECIPE_VERSION", "a-newer-recipe")
     trained_mnist_model(**SMALL)
-    assert len(train_calls) == 2 and len(_checkpoints(cache)) == 2
+    assert len(fake_train) == 2 and len(_checkpoints(cache)) == 2
 
 
-def test_changed_training_data_trains_a_new_entry(cache, train_calls, monkeypatch):
+def test_changed_training_data_trains_a_new_entry(cache, fake_train, monkeypatch):
     trained_mnist_model(**SMALL)
     real = sanity_lib.data.load_mnist
 
@@ -105,15 +127,15 @@ def test_changed_training_data_trains_a_new_entry(cache, train_calls, monkeypatc
 
     monkeypatch.setattr(sanity_lib.data, "load_mnist", edited)
     trained_mnist_model(**SMALL)
-    assert len(train_calls) == 2 and len(_checkpoints(cache)) == 2
+    assert len(fake_train) == 2 and len(_checkpoints(cache)) == 2
 
 
-def test_cache_false_neither_reads_nor_writes(cache, train_calls):
+def test_cache_false_neither_reads_nor_writes(cache, fake_train):
     trained_mnist_model(**SMALL, cache=False)
     assert not _checkpoints(cache)
     trained_mnist_model(**SMALL)
     trained_mnist_model(**SMALL, cache=False)
-    assert len(train_calls) == 3
+    assert len(fake_train) == 3 and len(_checkpoints(cache)) == 1
 
 
 # ---------------------------------------------------------------- damaged entries
@@ -182,7 +204,7 @@ def test_checkpoint_without_history_is_rejected(cache, train_calls):
 
 
 def test_unwritable_cache_folder_raises_oserror_naming_the_fix(tmp_path, monkeypatch,
-                                                               train_calls):
+                                                               fake_train):
     # A folder below a regular file can never be created, even by root.
     blocker = tmp_path / "afile"
     blocker.write_text("a file, not a folder")
@@ -191,7 +213,7 @@ def test_unwritable_cache_folder_raises_oserror_naming_the_fix(tmp_path, monkeyp
     with pytest.raises(OSError, match="SANITY_LIB_CACHE") as info:
         trained_mnist_model(**SMALL)
     assert str(folder) in str(info.value)
-    assert not train_calls  # it fails before spending time on training
+    assert not fake_train  # it fails before spending time on training
     if os.geteuid() != 0:  # a read-only folder stops everyone but root
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
@@ -235,8 +257,7 @@ class _Payload:
 def test_load_cached_refuses_pickled_objects(cache):
     path = _cache.cache_path("things", {"n": 1})
     with open(path, "wb") as handle:
-        torch.save({"config": {"n": 1}, "value": _Payload()}, handle,
-                   pickle_protocol=pickle.DEFAULT_PROTOCOL)
+        torch.save({"config": {"n": 1}, "value": _Payload()}, handle)
     with pytest.warns(RuntimeWarning, match="unreadable"):
         assert _cache.load_cached(path, expected_config={"n": 1}) is None
 

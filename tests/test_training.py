@@ -1,6 +1,10 @@
 """Tests for sanity_lib.training: seeded training, label permutation, the recipes' targets."""
+import math
+
+import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from torch.nn import functional as F
 
 from sanity_lib import training
@@ -54,7 +58,7 @@ def test_training_does_not_touch_global_random_state(mnist_small):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    _short_training(mnist_small, seed=5, permute_labels=True, max_shift=2)
+    _short_training(mnist_small, seed=5, permute_labels=True, augment="affine")
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -108,6 +112,20 @@ def test_training_learns_far_above_an_untrained_model(mnist_small):
     assert not model.training  # returned in eval mode
 
 
+def test_target_accuracy_stops_at_the_first_epoch_that_reaches_it(mnist_small):
+    x, y, *_ = mnist_small
+    full = train(mnist_mlp(seed=0), x[:100], y[:100], epochs=6, batch_size=20,
+                 schedule="constant", progress=False)
+    target = full.train_accuracy[2]  # reached at the third epoch (accuracy rises here)
+    assert max(full.train_accuracy[:2]) < target
+    stopped_model = mnist_mlp(seed=0)
+    stopped = train(stopped_model, x[:100], y[:100], epochs=6, batch_size=20,
+                    schedule="constant", target_accuracy=target, progress=False)
+    assert stopped.epochs == 3
+    assert stopped.train_accuracy == full.train_accuracy[:3]  # same run, cut short
+    assert not stopped_model.training
+
+
 def test_history_matches_an_independent_recomputation(mnist_small):
     """With lr so small that nothing changes, the recorded loss is the mean cross-entropy."""
     x, y, *_ = mnist_small
@@ -144,6 +162,34 @@ def test_random_shift_translates_each_image_by_one_offset():
     assert len(offsets) > 4  # each image draws its own offset
 
 
+def test_affine_warp_matches_scipy():
+    """Independent check of the affine augmentation's geometry with scipy.ndimage."""
+    image = torch.rand(1, 1, 28, 28)
+    angle, scale, shift = 0.3, 1.1, (1.5, -2.0)  # radians, factor, pixels (x, y)
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    theta = torch.tensor([[[cos, -sin, shift[0] * 2 / 28], [sin, cos, shift[1] * 2 / 28]]])
+    ours = training._warp(image, theta)[0, 0].numpy()
+    # Output pixel (r, c) reads the input at center + A @ ((r, c) - center) + offset.
+    a = np.array([[cos, sin], [-sin, cos]])  # theta's 2 x 2 part in (row, col) order
+    center = np.full(2, 13.5)
+    offset = center - a @ center + np.array([shift[1], shift[0]])
+    expected = ndimage.affine_transform(image[0, 0].numpy().astype(np.float64), a,
+                                        offset=offset, order=1, mode="grid-constant")
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_random_affine_is_seeded_and_keeps_digits_in_frame(mnist_small):
+    x, *_ = mnist_small
+    a = training._random_affine(x[:32], torch.Generator().manual_seed(0))
+    b = training._random_affine(x[:32], torch.Generator().manual_seed(0))
+    c = training._random_affine(x[:32], torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.allclose(a, x[:32], atol=0.05)
+    # Small rotations, scalings and shifts keep the ink (up to the scaling's area change).
+    ratio = a.sum(dim=(1, 2, 3)) / x[:32].sum(dim=(1, 2, 3))
+    assert ratio.min() > 0.75 and ratio.max() < 1.3
+
+
 def test_progress_bar_shows_loss_and_can_be_silenced(mnist_small, capsys):
     x, y, *_ = mnist_small
     train(mnist_mlp(seed=0), x[:64], y[:64], epochs=1, batch_size=32, progress=True)
@@ -173,7 +219,9 @@ def test_history_round_trips_through_plain_lists():
     (dict(epochs=1, optimizer="rmsprop"), "optimizer='rmsprop'.*'adam', 'sgd'"),
     (dict(epochs=1, schedule="cosine"), "schedule='cosine'.*'constant', 'linear'"),
     (dict(epochs=1, lr=-1.0), "lr must be a positive number"),
-    (dict(epochs=1, max_shift=-1), "max_shift"),
+    (dict(epochs=1, augment="mixup"), "augment='mixup'.*'none', 'shift', 'affine'"),
+    (dict(epochs=1, label_smoothing=1.0), "label_smoothing"),
+    (dict(epochs=1, target_accuracy=1.5), "target_accuracy"),
 ])
 def test_train_rejects_bad_arguments(mnist_small, kwargs, match):
     x, y, *_ = mnist_small

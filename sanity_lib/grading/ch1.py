@@ -13,8 +13,8 @@ exercise     what the answer is
              positive *and* the input was positive
 ``ch1_ex4``  a dict method -> number: each method's *edge score*, the Spearman rank
              correlation between its abs-normalized map and the Sobel magnitude of
-             the grey photo, averaged over the photos (context ``maps=``,
-             ``images=``)
+             the grey photo (``sl.analysis.edge_maps``; skimage's ``rgb2gray`` is
+             accepted too), averaged over the photos (context ``maps=``, ``images=``)
 ``ch1_ex5``  a list of three method names: the methods with the highest edge
              scores (context ``maps=``, ``images=``)
 ===========  ===================================================================
@@ -139,9 +139,9 @@ def _cases():
 
 # ----------------------------------------------------------------------------- ch1_ex1
 
-_HINT_GXI = ("Get the gradient with `g = sl.saliency.explain(model, x, 'gradient')` (it "
-             "explains each image's predicted class) and return `x * g`: same shape as x, "
-             "signs kept.")
+_HINT_GXI = ("Get the gradient with `sl.saliency.explain(model, x, 'gradient')` (it "
+             "explains each image's predicted class) and multiply it, element by element, "
+             "with the input: same shape as x, signs kept.")
 
 
 def _gxi_mistakes(model, x):

@@ -27,7 +27,6 @@ Examples
 """
 import copy
 import functools
-import math
 
 import numpy as np
 import torch
@@ -35,7 +34,8 @@ from torch import nn
 
 from . import CheckFailed, expect, register
 
-__all__ = ["FAIL_THRESHOLD", "FAIL_MARGIN", "FAIL_AFTER", "CHANGE_START", "CHANGE_CLEAR"]
+__all__ = ["failing_methods", "change_layers", "FAIL_THRESHOLD", "FAIL_MARGIN", "FAIL_AFTER",
+           "CHANGE_START", "CHANGE_CLEAR"]
 
 #: ex2: a method fails when its mean spearman_abs after ``FAIL_AFTER`` is at least this.
 FAIL_THRESHOLD = 0.5
@@ -43,7 +43,8 @@ FAIL_THRESHOLD = 0.5
 FAIL_MARGIN = 0.1
 #: ex2: the step at which the similarity is read: logits and fc1 randomized.
 FAIL_AFTER = "fc1"
-#: ex3: Guided Backprop's map has started to change once the mean spearman_abs is below this.
+#: ex3: Guided Backprop's map has started to change once its spearman_abs (the mean over
+#: images, or one image's own) is below this ...
 CHANGE_START = 0.9
 #: ex3: ... and has clearly changed once it is below this.
 CHANGE_CLEAR = 0.5
@@ -112,8 +113,9 @@ def _changed_groups(model, original_params, group_names):
 
 def _describe_step(k, name, state, order):
     randomized = [g for g in order if state[g] != "none"]
-    return (f"step {k} ({name!r}) has {randomized or 'no group'} re-initialized"
-            if randomized != [] else f"step {k} ({name!r}) changed no weights")
+    if not randomized:
+        return f"step {k} ({name!r}) changed no weights"
+    return f"step {k} ({name!r}) has {randomized} re-initialized"
 
 
 def _check_one_model(fn, label, model):

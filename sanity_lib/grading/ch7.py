@@ -60,16 +60,16 @@ _NO_EVIDENCE = ("this book has no evidence that it passes the randomization test
                 "paper defines it but shows no results).")
 _WHY_NOT = {
     "guided_backprop": (
-        "Guided Backprop barely changes when the top layers are randomized (top-down "
-        "cascading keeps its maps at a rank correlation near 0.9 after the logits, and its "
-        "maps for two different classes are nearly the same): it reconstructs the input "
-        "instead of explaining the decision."),
+        "Guided Backprop barely changes when the top layers are randomized (top-down, its "
+        "maps stay highly rank-correlated with the trained ones after the logits and fc1), "
+        "and its maps for two different classes are nearly the same: it reconstructs the "
+        "input instead of explaining the decision."),
     "guided_gradcam": (
         "Guided GradCAM multiplies GradCAM by Guided Backprop, and inherits most of its "
         "insensitivity to the top layers."),
     "gradient_x_input": (
         "Gradient ⊙ Input's absolute maps hardly change under randomization (the input "
-        "dominates them: rank correlation about 0.99 on MNIST); only its signed maps change."),
+        "dominates them: a rank correlation close to 1 on MNIST); only its signed maps change."),
     "integrated_gradients": (
         "Integrated Gradients (zero baseline) is input times an averaged gradient: its "
         "absolute maps hardly change under randomization; only its signed maps change."),

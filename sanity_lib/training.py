@@ -538,17 +538,24 @@ def trained_mnist_model(arch: str = "cnn", labels: str = "true", activation: str
 
     Notes
     -----
-    The recipes (measured on the 8,000 embedded training and 2,000 test digits):
+    The recipes (:data:`RECIPES`) were tuned on the embedded split (8,000 training and
+    2,000 test digits, a sixth of MNIST's training set) for a short training on a laptop
+    CPU; the paper does not give its own.
 
-    - true labels: the whole training split; the CNN with Adam, a learning rate
-      decaying linearly to 0 and random shifts of up to 1 pixel; the MLP the same without
-      shifts. See :data:`RECIPES` for the numbers.
-    - random labels: a fixed random subset of 1,000 training images (the paper used all
-      60,000 MNIST digits), small batches and a constant learning rate. Memorising
-      random labels is slow, and a thousand digits make the point (training accuracy
-      above 95 %, test accuracy at chance) in a fraction of the time. Because the
-      permutation of 1,000 labels happens to correlate a little with the true classes,
-      test accuracy sits a few points above 10 %.
+    - True labels, all 8,000 training digits, Adam with a learning rate decaying linearly
+      to 0 and label smoothing 0.1. The CNN trains 6 epochs at lr 2e-3 on randomly
+      rotated, scaled and shifted digits (``augment="affine"``): without it, it overfits
+      the small training set and stays below 98 % test accuracy. The MLP trains 6 epochs
+      at lr 1e-3 without augmentation. Expect about 98.5 % (CNN) and 97 % (MLP) test
+      accuracy, against the paper's 99.2 % and 98.7 % with 60,000 digits.
+    - Random labels: **a fixed subset of 1,000 training digits** (the first 1,000 of one
+      random order of the split, the same for every seed; the paper used all of MNIST).
+      Memorising random labels takes many small steps; a thousand digits make the point
+      (training accuracy above 95 %, test accuracy at chance) in a fraction of the time.
+      Adam at a constant learning rate of 5e-4, batches of 16, until an epoch's training
+      accuracy reaches 97 % (at most 40 epochs). With only 100 digits per class, the
+      random permutation happens to correlate a little with the true classes, so test
+      accuracy can sit a few points above 10 %.
 
     Examples
     --------

@@ -14,7 +14,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "tools" / "web"
-VENDOR = ROOT / "book" / "_site_extra" / "vendor"
+SITE_EXTRA = ROOT / "book" / "_site_extra"
+VENDOR = SITE_EXTRA / "vendor"
+# The widget manager's stylesheet asks for its icon fonts under the AMD module's own path,
+# resolved from the page: <site root>/@jupyter-widgets/html-manager/dist/. Serve a copy there.
+WIDGET_FONTS = SITE_EXTRA / "@jupyter-widgets" / "html-manager" / "dist"
+FONT_SUFFIXES = (".woff2", ".woff", ".ttf", ".eot", ".svg")
 MODULES = WEB / "node_modules"
 
 # (source inside node_modules, destination inside book/_static/vendor)
@@ -47,6 +52,7 @@ def main() -> int:
     if stamp.exists() and stamp.read_text() == wanted:
         return 0  # already copied
     shutil.rmtree(VENDOR, ignore_errors=True)
+    shutil.rmtree(WIDGET_FONTS, ignore_errors=True)
     for source, target in COPIES:
         src, dst = MODULES / source, VENDOR / target
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +60,10 @@ def main() -> int:
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.map", "*.LICENSE.txt"))
         else:
             shutil.copy2(src, dst)
+    WIDGET_FONTS.mkdir(parents=True)
+    for font in (MODULES / "@jupyter-widgets/html-manager/dist").iterdir():
+        if font.suffix in FONT_SUFFIXES:
+            shutil.copy2(font, WIDGET_FONTS / font.name)
     stamp.write_text(wanted)
     print(f"copied the book's offline scripts into {VENDOR.relative_to(ROOT)}")
     return 0

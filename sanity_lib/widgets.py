@@ -864,24 +864,6 @@ def _pick_images(images, n_images):
     return images
 
 
-def _pick_steps(steps, layers):
-    if steps is None:
-        return list(range(len(layers)))
-    if isinstance(steps, (str, numbers.Integral)):
-        steps = [steps]
-    out = []
-    for s in steps:
-        if isinstance(s, str) and s in layers:
-            out.append(layers.index(s))
-        elif isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < len(layers):
-            out.append(int(s))
-        else:
-            raise ValueError(f"steps contains {s!r}; use step numbers 0 to {len(layers) - 1} or "
-                             f"layer names from {layers}")
-    if not out:
-        raise ValueError("steps is empty; pass at least one step")
-    return out
-
 
 def compare_explorer(result, images=None, methods=None, modes=MODES, steps=None,
                      input_images=None, size=DEFAULT_SIZE):
@@ -929,7 +911,7 @@ def compare_explorer(result, images=None, methods=None, modes=MODES, steps=None,
     images = _pick_images(images, n_images)
     methods = _pick_methods(methods, maps)
     modes = _check_modes(modes)
-    steps = _pick_steps(steps, layers)
+    steps = plotting._resolve_steps(steps, layers)
     size = _check_size(size)
     settings = getattr(result, "settings", None) or {}
     if settings.get("test") == "data_randomization":

@@ -8,9 +8,11 @@ exercise and solution dropdowns open. Screenshots of the pages land in
 import functools
 import http.server
 import json
+import re
 import shutil
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -102,3 +104,82 @@ def test_math_renders(site, browser):
     assert len(rendered) >= 5, "MathJax did not typeset the notation table"
     raw = browser.find_element(By.TAG_NAME, "article").text
     assert "\\odot" not in raw, "TeX source is still visible: MathJax did not run"
+
+
+EXPLORER_PAGES = [name for name in toc_files()
+                  if "sl.widgets." in (ROOT / "book" / f"{name}.md").read_text()]
+DROPDOWN_PAGES = [name for name in toc_files()
+                  if ":class: dropdown" in (ROOT / "book" / f"{name}.md").read_text()]
+
+
+def _shown_images(root):
+    """The src of every <img> inside ``root`` that the reader can see right now."""
+    return sorted(img.get_attribute("src") for img in root.find_elements(By.TAG_NAME, "img")
+                  if img.is_displayed())
+
+
+def test_every_explorer_page_was_found():
+    # The three explorers the course promises: EfficientNet and MNIST cascading, Gaussian noise.
+    assert {"ch03_model_randomization", "ch06_gaussian_noise"} <= set(EXPLORER_PAGES)
+
+
+@pytest.mark.parametrize("page", EXPLORER_PAGES)
+def test_moving_an_explorer_slider_changes_the_map(site, browser, page):
+    """Press the right arrow on each explorer's first slider, as a keyboard user would, with
+    no kernel behind the page: the picture shown must change, and change back on Home."""
+    _open(browser, f"{site}/{page}.html")
+    WebDriverWait(browser, 60).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle"))
+    explorers = [box for box in browser.find_elements(By.CSS_SELECTOR, ".cell_output .widget-vbox")
+                 if box.find_elements(By.CSS_SELECTOR, ".noUi-handle")
+                 and not box.find_elements(By.XPATH, "ancestor::div[contains(@class,'widget-vbox')]")]
+    assert explorers, f"{page}.html shows no explorer with a slider"
+    for number, explorer in enumerate(explorers):
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", explorer)
+        before = _shown_images(explorer)
+        assert before, f"explorer {number} on {page}.html shows no image"
+        handle = explorer.find_elements(By.CSS_SELECTOR, ".noUi-handle")[0]
+        handle.send_keys(Keys.ARROW_RIGHT)
+        WebDriverWait(browser, 10).until(lambda d: _shown_images(explorer) != before,
+                                         f"explorer {number} on {page}.html: the slider moved "
+                                         "but the image did not change")
+        handle.send_keys(Keys.HOME)
+        WebDriverWait(browser, 10).until(lambda d: _shown_images(explorer) == before,
+                                         f"explorer {number} on {page}.html: back at the first "
+                                         "step, the first image did not come back")
+    _screenshot(browser, f"{page}-explorer")
+
+
+@pytest.mark.parametrize("page", DROPDOWN_PAGES)
+def test_exercise_and_solution_dropdowns_open(site, browser, page):
+    _open(browser, f"{site}/{page}.html")
+    dropdowns = browser.find_elements(By.CSS_SELECTOR, ".admonition.toggle")
+    assert dropdowns, f"{page}.html has no collapsible admonition"
+    solutions = [d for d in dropdowns if "solution" in d.get_attribute("class")]
+    assert solutions, f"{page}.html has no collapsible solution"
+    for box in dropdowns:
+        body = [el for el in box.find_elements(By.XPATH, "./*")
+                if "admonition-title" not in (el.get_attribute("class") or "")]
+        assert "toggle-hidden" in box.get_attribute("class"), "a dropdown starts open"
+        assert not any(el.is_displayed() for el in body), "a closed dropdown shows its body"
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
+        box.find_element(By.CSS_SELECTOR, "button.toggle-button").click()
+        WebDriverWait(browser, 5).until(
+            lambda d: "toggle-hidden" not in box.get_attribute("class"))
+        assert any(el.is_displayed() and el.text.strip() for el in body), (
+            f"a dropdown on {page}.html opened but shows nothing")
+    _screenshot(browser, f"{page}-dropdowns-open")
+
+
+@pytest.mark.parametrize("page", [p for p in toc_files() if re.match(r"ch\d\d_", p)])
+def test_chapter_offers_its_notebook_and_exercises_for_download(site, browser, page):
+    _open(browser, f"{site}/{page}.html")
+    links = {a.get_attribute("href") for a in
+             browser.find_elements(By.CSS_SELECTOR, ".dropdown-download-buttons a")}
+    wanted = {f"{site}/_sources/{page}.ipynb": "the chapter notebook",
+              f"{site}/exercises/{page}.ipynb": "the exercise notebook"}
+    for url, what in wanted.items():
+        assert url in links, f"{page}.html offers no download of {what}: {sorted(links)}"
+        with urllib.request.urlopen(url) as response:
+            notebook = json.loads(response.read())
+        assert notebook["nbformat"] == 4 and notebook["cells"], f"{url} is not a notebook"

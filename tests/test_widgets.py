@@ -398,7 +398,7 @@ def test_compare_explorer_for_data_randomization(digits):
         sorted(s.model_id for s in stacks_in(ex))
     with pytest.raises(ValueError, match="images=2 is out of range"):
         W.compare_explorer(result, images=[0, 2])
-    with pytest.raises(ValueError, match="steps contains 'fc1'"):
+    with pytest.raises(ValueError, match="steps entry 'fc1' is not a layer"):
         W.compare_explorer(result, steps=["fc1"])
 
 

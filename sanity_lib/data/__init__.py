@@ -133,7 +133,10 @@ def load_mnist(split: str = "train", source: str = "embedded", dataset: str = "m
     images : torch.Tensor
         float32, shape N x 1 x 28 x 28, values in [0, 1].
     labels : torch.Tensor
-        int64, shape N, the digit (or clothing class) 0-9.
+        int64, shape N, the digit (or clothing class) 0-9. The embedded digits come
+        **sorted by class** (all 0s, then all 1s, ...), so ``x[:8]`` are eight zeros: pick
+        digits per class, e.g. ``[int((y == d).nonzero()[0]) for d in range(10)]``, or shuffle
+        with a seeded ``torch.randperm`` before taking the first few.
 
     Raises
     ------

@@ -58,6 +58,29 @@ def register(exercise_id: str):
     return decorator
 
 
+def as_array(value, what: str, hint: str = "return the result of your computation") -> "np.ndarray":
+    """A student's answer (tensor, array, list of numbers) as a float64 numpy array.
+
+    Raises :class:`CheckFailed` naming ``what`` when the answer is not numbers (None, strings).
+
+    Examples
+    --------
+    >>> import torch
+    >>> as_array(torch.tensor([1, 2]), "your map").dtype
+    dtype('float64')
+    """
+    import numpy as np
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        value = value.detach().to("cpu", torch.float64).numpy()
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CheckFailed(f"{what} should be a torch tensor or a numpy array of numbers, got "
+                          f"{type(value).__name__}.\nHint: {hint}.") from None
+
+
 def expect(condition, message: str, hint: str | None = None) -> None:
     """Fail the current check with ``message`` (and ``hint``) unless ``condition`` holds."""
     if not condition:

@@ -40,7 +40,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from . import CheckFailed, expect, register
+from . import CheckFailed, as_array, expect, register
 
 __all__ = []  # the checks are reached through sanity_lib.grading.check
 
@@ -441,13 +441,6 @@ def _abs_normalized(maps):
     return np.clip(s / np.where(p > 0, p, 1.0)[:, None, None], 0.0, 1.0)
 
 
-def _numpy(value, what):
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().double().numpy()
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise CheckFailed(f"{what} should be a tensor, got {type(value).__name__}.") from None
 
 
 def _edge_score_variants(maps, images):
@@ -462,7 +455,7 @@ def _edge_score_variants(maps, images):
     expect(isinstance(maps, dict) and maps,
            "maps= should be the dict method name -> maps (N x C x H x W) you measured.",
            hint="sl.grading.check('ch1_ex4', edge_scores, maps=maps, images=photos)")
-    images = _numpy(images, "images=")
+    images = as_array(images, "images=")
     expect(images.ndim == 4 and images.shape[1] == 3 and images.min() >= 0
            and images.max() <= 1,
            f"images= should be the N x 3 x H x W photos in [0, 1] (before preprocess), got "
@@ -476,7 +469,7 @@ def _edge_score_variants(maps, images):
         edges[grey_name, "normalized"] = _abs_normalized(raw[:, None])
     scores = {}
     for method, m in maps.items():
-        m = _numpy(m, f"maps[{method!r}]")
+        m = as_array(m, f"maps[{method!r}]")
         expect(m.ndim == 4 and m.shape[0] == images.shape[0] and m.shape[2:] == images.shape[2:],
                f"maps[{method!r}] has shape {m.shape}; expected one N x C x H x W map per "
                f"photo, N x C x {images.shape[2]} x {images.shape[3]}.")

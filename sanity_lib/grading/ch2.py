@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from . import CheckFailed, expect, register
+from . import CheckFailed, as_array, expect, register
 
 __all__ = []  # the checks are reached through sanity_lib.grading.check
 
@@ -46,18 +46,6 @@ _INTERPOLATIONS = ("lower", "higher", "nearest", "midpoint")
 
 # ----------------------------------------------------------------------------- helpers
 
-def _to_array(value, what):
-    """A student's output as float64 numpy, or a CheckFailed saying what was expected."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().to("cpu", torch.float64).numpy()
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise CheckFailed(
-            f"{what} should be a torch tensor or a numpy array of numbers, got "
-            f"{type(value).__name__}.\nHint: return the result of your computation, e.g. "
-            "`return out`, not a list of strings or None.") from None
-    return arr
 
 
 def _close(x, y):
@@ -266,7 +254,7 @@ def _check_normalizer(fn, mode, name, exercise):
     inputs, outputs, references = {}, {}, {}
     for case, maps in _normalization_inputs().items():
         n, c, h, w = maps.shape
-        out = _to_array(_call(fn, maps), f"What `{name}` returns")
+        out = as_array(_call(fn, maps), f"What `{name}` returns")
         if out.shape == (n, 1, h, w):
             out = out[:, 0]  # a kept channel axis of size one is fine
         if out.shape == maps.shape and c > 1:
@@ -414,7 +402,7 @@ def _check_ex3(answer):
     inputs, outputs, references = {}, {}, {}
     for case, (a, b) in _spearman_inputs().items():
         n = a.shape[0]
-        out = _to_array(_call(answer, a, b), "What `spearman_per_sample` returns")
+        out = as_array(_call(answer, a, b), "What `spearman_per_sample` returns")
         if out.ndim == 0:
             raise CheckFailed(
                 f"On the {case} your function returned one number for {n} pairs of maps. "

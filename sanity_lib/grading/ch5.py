@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import CheckFailed, expect, register
+from . import CheckFailed, as_array, expect, register
 
 __all__ = []  # the checks are reached through sanity_lib.grading.check
 
@@ -44,16 +44,6 @@ LOG_ABS_NORMAL_VAR = math.pi ** 2 / 8
 EX2_SIZE = 112
 
 
-def _to_array(value, what):
-    if isinstance(value, torch.Tensor):
-        value = value.detach().to("cpu", torch.float64).numpy()
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise CheckFailed(
-            f"{what} should be a torch tensor or a numpy array of numbers, got "
-            f"{type(value).__name__}.\nHint: return the result of your computation.") from None
-    return arr
 
 
 # ----------------------------------------------------------------------------- ex1: IG
@@ -148,7 +138,7 @@ def _check_ex1(answer, n_steps=128):
         expect(torch.equal(x_in, x) and torch.equal(b_in, baseline),
                "Your function changed x or the baseline in place.",
                hint="Build the path points as new tensors: baseline + alpha * (x - baseline).")
-        out = torch.as_tensor(_to_array(out, "What `integrated_gradients` returns"),
+        out = torch.as_tensor(as_array(out, "What `integrated_gradients` returns"),
                               dtype=torch.float64)
         expect(tuple(out.shape) == tuple(x.shape),
                f"On {name} your function returned shape {tuple(out.shape)}; IG has the shape "
@@ -218,7 +208,7 @@ def _five_numbers(answer, key):
            f"The answer should be a dict with the keys 'measured' and 'predicted'; "
            f"'{key}' is missing.",
            hint="answer = {'measured': measured, 'predicted': predicted}")
-    arr = _to_array(answer[key], f"answer['{key}']").ravel()
+    arr = as_array(answer[key], f"answer['{key}']").ravel()
     expect(arr.shape == (5,),
            f"answer['{key}'] should hold one number per photo (5), got {arr.size}.",
            hint="Average over the random pairs, keep one value per photo.")
@@ -375,7 +365,7 @@ def _check_ex3(answer):
         with torch.no_grad():
             out = answer(x)
         expect(torch.equal(x, before), "Your function changed its input in place.")
-        out = _to_array(out, "What `sobel_magnitude` returns")
+        out = as_array(out, "What `sobel_magnitude` returns")
         if out.shape == (n, 1, h, w):
             out = out[:, 0]
         expect(out.shape == (n, h, w),

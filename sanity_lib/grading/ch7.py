@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from . import CheckFailed, expect, register
+from . import CheckFailed, as_array, expect, register
 
 __all__ = ["ACCEPTED_FOR_DEBUGGING", "MUST_AVOID", "MAY_AVOID", "ORDER_MARGIN", "VALUE_ATOL"]
 
@@ -95,15 +95,6 @@ def _ref_entropy(maps, bins=100, base=None):
     return np.array([_entropy(m.ravel(), bins, base) for m in maps])
 
 
-def _to_array(value, what):
-    if isinstance(value, torch.Tensor):
-        value = value.detach().to("cpu", torch.float64).numpy()
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise CheckFailed(f"{what} should be a torch tensor or numpy array of numbers, got "
-                          f"{type(value).__name__}.\nHint: return the computed values, e.g. "
-                          "`return torch.tensor(out)`.") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -177,7 +168,7 @@ def _call_entropy(fn, maps, **kwargs):
     out = fn(t, **kwargs)
     expect(torch.equal(t, before), "Your function changed the maps it was given, in place.",
            hint="Work on a copy or use out-of-place operations.")
-    return _to_array(out, "Your function's result")
+    return as_array(out, "Your function's result")
 
 
 def _judge_entropy(fn, label, maps, expected_bins=100, **kwargs):
@@ -285,7 +276,7 @@ def _check_ex2(answer, **_):
            hint='Pass the function itself: `sl.grading.check("ch7_ex2", emprt_score)`.')
     for label, a, b in _score_inputs():
         ta, tb = torch.from_numpy(a).float(), torch.from_numpy(b).float()
-        got = _to_array(answer(ta.clone(), tb.clone()), "Your function's result")
+        got = as_array(answer(ta.clone(), tb.clone()), "Your function's result")
         h, hr = _score_parts(ta.double().numpy(), tb.double().numpy())
         ref = (hr - h) / h
         expect(got.shape == ref.shape,

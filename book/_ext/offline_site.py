@@ -5,6 +5,9 @@
   Colab launch buttons, not live code on the page, so we drop thebe's scripts.
 - pydata-sphinx-theme leaves the colour mode empty on a first visit and logs an error; we give
   it an explicit default.
+- The ipywidgets HTML manager typesets labels with MathJax 2's ``MathJax.Hub``; the site
+  serves MathJax 3. ``_static/mathjax2_compat.js`` bridges the two (Jupyter Book adds every
+  script in ``_static/`` to every page, as a plain script that runs before the deferred MathJax).
 """
 
 

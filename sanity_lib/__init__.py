@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "data", "models", "training", "saliency", "similarity", "randomization",
     "checks", "plotting", "analysis", "mprt", "grading", "widgets", "reporting",
+    "noise_study", "own_model",
 )
 # The two sanity checks are the library's headline: reachable as sl.model_randomization_test.
 _FROM_CHECKS = ("model_randomization_test", "data_randomization_test", "SanityCheckResult")

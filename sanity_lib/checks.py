@@ -55,7 +55,8 @@ TABLE_COLUMNS = ("method", "step", "layer", "image", "metric", "value")
 
 _DEFAULT_METRICS = ("spearman_abs", "spearman_diverging", "ssim", "hog")
 # Bump when what a cached sweep holds, or how it is computed, changes.
-_CACHE_FORMAT = 1
+# 2: maps from shared passes on a batch-norm-folded, channels-last copy (rounding differs).
+_CACHE_FORMAT = 2
 _ARGMAX_BATCH = 32
 
 
@@ -519,6 +520,35 @@ def _explain(model, x, method, target, settings, step, layer):
     return maps
 
 
+def _explain_step(model, x, methods, target, step, layer):
+    """Every method's maps for one model: ``{method: maps}`` on the CPU.
+
+    The methods share their forward-backward passes (:mod:`sanity_lib.saliency._shared`):
+    one plain pass gives gradient, gradient x input and GradCAM, one guided pass Guided
+    Backprop, Guided GradCAM is their product, SmoothGrad and VarGrad use the same noisy
+    gradients. A replaced ``sanity_lib.saliency.explain`` (a wrapper, a spy) is honoured:
+    then each method gets its own call, as before.
+    """
+    from sanity_lib import saliency
+    from sanity_lib.saliency import _engine, _shared
+
+    if saliency.explain is not _engine.explain:
+        return {m: _explain(model, x, m, target, s, step, layer) for m, s in methods.items()}
+    try:
+        maps = _shared.explain_all(model, x, methods, target=target.to(x.device))
+    except Exception as err:
+        err.add_note(f"(while explaining methods {list(methods)} at step {step}, {layer!r})")
+        raise
+    out = {}
+    for method, m in maps.items():
+        m = m.detach().cpu()
+        if not bool(torch.isfinite(m).all()):
+            raise ValueError(f"method {method!r} gave NaN or infinite maps at step {step} "
+                             f"({layer!r}); they cannot be compared")
+        out[method] = m
+    return out
+
+
 def _sweep(test, original, steps, n_steps, x, methods, target, metrics, compare_options,
            progress, keep_maps, settings, seed):
     """Explain the original model and every step's model, compare, and tabulate."""
@@ -529,8 +559,7 @@ def _sweep(test, original, steps, n_steps, x, methods, target, metrics, compare_
     n = x.shape[0]
     fixed = target if isinstance(target, torch.Tensor) else None
     original_targets = fixed if fixed is not None else _argmax(original, x)
-    first = {m: _explain(original, x, m, original_targets, s, 0, "original")
-             for m, s in methods.items()}
+    first = _explain_step(original, x, methods, original_targets, 0, "original")
     kept = {m: [maps] for m, maps in first.items()}
     layers, targets = ["original"], [original_targets]
     scores = {}  # (method, step) -> {metric: tensor N}
@@ -544,8 +573,9 @@ def _sweep(test, original, steps, n_steps, x, methods, target, metrics, compare_
             step_targets = _argmax(model, x)
         else:
             step_targets = original_targets
-        for m, s in methods.items():
-            maps = _explain(model, x, m, step_targets, s, k, layer)
+        step_maps = _explain_step(model, x, methods, step_targets, k, layer)
+        for m in methods:
+            maps = step_maps.pop(m)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", similarity.ConstantMapWarning)
                 scores[m, k] = similarity.compare(first[m], maps, metrics, **compare_options)

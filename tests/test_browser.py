@@ -57,6 +57,7 @@ def browser():
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(60)
+    driver.set_script_timeout(30)
     yield driver
     driver.quit()
 
@@ -112,10 +113,23 @@ DROPDOWN_PAGES = [name for name in toc_files()
                   if ":class: dropdown" in (ROOT / "book" / f"{name}.md").read_text()]
 
 
-def _shown_images(root):
-    """The src of every <img> inside ``root`` that the reader can see right now."""
-    return sorted(img.get_attribute("src") for img in root.find_elements(By.TAG_NAME, "img")
-                  if img.is_displayed())
+_DIGEST_IMAGES = """
+const [images, done] = arguments;
+Promise.all(images.map(async (img) => {
+  const bytes = await (await fetch(img.src)).arrayBuffer();
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+})).then(done, (error) => done("error: " + error));
+"""
+
+
+def _shown_images(browser, root):
+    """SHA-256 of each image inside ``root`` that the reader can see right now. (The widget
+    manager gives an image a new blob: URL each time it draws it, so compare the bytes.)"""
+    shown = [img for img in root.find_elements(By.TAG_NAME, "img") if img.is_displayed()]
+    digests = browser.execute_async_script(_DIGEST_IMAGES, shown)
+    assert not isinstance(digests, str), f"could not read the explorer's images: {digests}"
+    return sorted(digests)
 
 
 def test_every_explorer_page_was_found():
@@ -126,7 +140,8 @@ def test_every_explorer_page_was_found():
 @pytest.mark.parametrize("page", EXPLORER_PAGES)
 def test_moving_an_explorer_slider_changes_the_map(site, browser, page):
     """Press the right arrow on each explorer's first slider, as a keyboard user would, with
-    no kernel behind the page: the picture shown must change, and change back on Home."""
+    no kernel behind the page: the picture shown must change, and change back with the left
+    arrow."""
     _open(browser, f"{site}/{page}.html")
     WebDriverWait(browser, 60).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle"))
@@ -136,15 +151,15 @@ def test_moving_an_explorer_slider_changes_the_map(site, browser, page):
     assert explorers, f"{page}.html shows no explorer with a slider"
     for number, explorer in enumerate(explorers):
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", explorer)
-        before = _shown_images(explorer)
+        before = _shown_images(browser, explorer)
         assert before, f"explorer {number} on {page}.html shows no image"
         handle = explorer.find_elements(By.CSS_SELECTOR, ".noUi-handle")[0]
         handle.send_keys(Keys.ARROW_RIGHT)
-        WebDriverWait(browser, 10).until(lambda d: _shown_images(explorer) != before,
+        WebDriverWait(browser, 10).until(lambda d: _shown_images(browser, explorer) != before,
                                          f"explorer {number} on {page}.html: the slider moved "
                                          "but the image did not change")
-        handle.send_keys(Keys.HOME)
-        WebDriverWait(browser, 10).until(lambda d: _shown_images(explorer) == before,
+        handle.send_keys(Keys.ARROW_LEFT)
+        WebDriverWait(browser, 10).until(lambda d: _shown_images(browser, explorer) == before,
                                          f"explorer {number} on {page}.html: back at the first "
                                          "step, the first image did not come back")
     _screenshot(browser, f"{page}-explorer")
@@ -164,10 +179,11 @@ def test_exercise_and_solution_dropdowns_open(site, browser, page):
         assert not any(el.is_displayed() for el in body), "a closed dropdown shows its body"
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
         box.find_element(By.CSS_SELECTOR, "button.toggle-button").click()
+        name = box.get_attribute("id") or box.text[:40]
         WebDriverWait(browser, 5).until(
-            lambda d: "toggle-hidden" not in box.get_attribute("class"))
-        assert any(el.is_displayed() and el.text.strip() for el in body), (
-            f"a dropdown on {page}.html opened but shows nothing")
+            lambda d: "toggle-hidden" not in box.get_attribute("class")
+            and any(el.is_displayed() and el.text.strip() for el in body),
+            f"dropdown {name!r} on {page}.html did not open or shows nothing")
     _screenshot(browser, f"{page}-dropdowns-open")
 
 

@@ -351,9 +351,9 @@ def _module_names(model: nn.Module) -> dict:
     return {module: name for name, module in model.named_modules()}
 
 
-def _check_methods(methods, model: nn.Module) -> dict:
-    """``{name: settings}`` with canonical names; modules in settings become dotted names
-    (explain runs on copies of the model, whose modules are other objects)."""
+def _parse_methods(methods) -> dict:
+    """``{name: settings dict}`` from a method name, a list of names or a dict name -> settings;
+    names checked against :data:`sanity_lib.saliency.METHODS`. Shared with :mod:`sanity_lib.mprt`."""
     from sanity_lib import saliency
 
     if isinstance(methods, str):
@@ -369,7 +369,6 @@ def _check_methods(methods, model: nn.Module) -> dict:
                 f"{type(methods).__name__}") from None
     if not items:
         raise ValueError(f"methods is empty; pass at least one of {saliency.METHODS}")
-    names = _module_names(model)
     out = {}
     for name, settings in items:
         if not isinstance(name, str) or name not in saliency.METHODS:
@@ -385,6 +384,16 @@ def _check_methods(methods, model: nn.Module) -> dict:
         if not isinstance(settings, dict):
             raise TypeError(f"the settings of method {name!r} must be a dict, e.g. "
                             f"{{'{name}': {{'batch_size': 8}}}}; got {type(settings).__name__}")
+        out[name] = dict(settings)
+    return out
+
+
+def _check_methods(methods, model: nn.Module) -> dict:
+    """``{name: settings}`` with canonical names; modules in settings become dotted names
+    (explain runs on copies of the model, whose modules are other objects)."""
+    names = _module_names(model)
+    out = {}
+    for name, settings in _parse_methods(methods).items():
         clean = {}
         for key, value in settings.items():
             if isinstance(value, nn.Module):

@@ -38,7 +38,6 @@ Examples
 ['method', 'image', 'entropy_original', 'entropy_randomized', 'score']
 """
 import copy
-import difflib
 import numbers
 import warnings
 
@@ -46,6 +45,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from .checks import _check_flag, _parse_methods
 
 __all__ = [
     "N_BINS", "histogram_entropy", "efficient_mprt_score", "fully_randomized",
@@ -84,46 +85,6 @@ def _check_target(target):
         raise ValueError(f"target={target!r} is not known; use 'argmax' (each model explains its "
                          "own top class) or 'original' (the trained model's class throughout)")
     return target
-
-
-def _check_flag(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def _check_methods(methods):
-    """``{name: settings}``: a list of names or a dict name -> settings, names checked."""
-    from sanity_lib import saliency
-
-    if isinstance(methods, str):
-        methods = [methods]
-    if isinstance(methods, dict):
-        items = list(methods.items())
-    else:
-        try:
-            items = [(m, {}) for m in methods]
-        except TypeError:
-            raise TypeError("methods must be a list of method names or a dict name -> settings "
-                            f"dict, got {type(methods).__name__}") from None
-    if not items:
-        raise ValueError(f"methods is empty; pass at least one of {saliency.METHODS}")
-    out = {}
-    for name, settings in items:
-        if name not in saliency.METHODS:
-            close = difflib.get_close_matches(str(name), saliency.METHODS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(f"unknown method {name!r} in methods; {hint}choose among "
-                             f"{', '.join(saliency.METHODS)}")
-        if name in out:
-            raise ValueError(f"method {name!r} appears twice in methods; give it once")
-        if settings is None:
-            settings = {}
-        if not isinstance(settings, dict):
-            raise TypeError(f"the settings of method {name!r} must be a dict, e.g. "
-                            f"{{'{name}': {{'batch_size': 8}}}}; got {type(settings).__name__}")
-        out[name] = dict(settings)
-    return out
 
 
 def _check_x(x):
@@ -319,7 +280,7 @@ def efficient_mprt(model, x, methods, *, init="default", batchnorm="keep", targe
     from sanity_lib import saliency
 
     x = _check_x(x)
-    methods = _check_methods(methods)
+    methods = _parse_methods(methods)
     target = _check_target(target)
     n_bins = _check_int("n_bins", n_bins, 1)
     randomized = fully_randomized(model, init=init, seed=seed, batchnorm=batchnorm)
@@ -544,7 +505,7 @@ def smooth_mprt(model, x, methods, *, n_samples=10, noise_level=0.1, order="bott
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     x = _check_x(x)
-    methods = _check_methods(methods)
+    methods = _parse_methods(methods)
     n_samples = _check_int("n_samples", n_samples, 1)
     noise_level = _check_noise_level(noise_level)
     seed = _check_int("seed", seed, 0)

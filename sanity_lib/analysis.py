@@ -24,6 +24,7 @@ import numbers
 import numpy as np
 import pandas as pd
 import torch
+from sanity_lib._validation import check_choices, check_int
 
 __all__ = [
     "EDGE_DETECTORS", "DETECTOR_LABELS",
@@ -67,25 +68,6 @@ def _as_images(images, name="images"):
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
-
-
-def _check_choices(name, values, allowed):
-    if isinstance(values, str):
-        values = (values,)
-    values = tuple(values)
-    unknown = [v for v in values if v not in allowed]
-    if unknown or not values:
-        raise ValueError(
-            f"{name}={unknown or list(values)!r} not known; choose among "
-            + ", ".join(repr(a) for a in allowed)
-        )
-    return values
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 # ----------------------------------------------------------------------------- edge maps
@@ -148,7 +130,7 @@ def edge_maps(images, kind="sobel", sigma=1.0):
     >>> edge_maps(step, "sobel_conv")[0, 0]                      # 4 sqrt(2) times as large
     tensor([0., 0., 0., 4., 4., 0., 0., 0.], dtype=torch.float64)
     """
-    (kind,) = _check_choices("kind", kind, EDGE_DETECTORS)
+    (kind,) = check_choices("kind", kind, EDGE_DETECTORS)
     if (isinstance(sigma, bool) or not isinstance(sigma, numbers.Real)
             or not np.isfinite(sigma) or sigma <= 0):
         raise ValueError(f"sigma must be a positive number (Canny's smoothing), got {sigma!r}")
@@ -227,8 +209,8 @@ def edge_similarity(maps, images, detectors=("sobel", "canny"), metrics=("spearm
     """
     from sanity_lib import similarity
 
-    detectors = _check_choices("detectors", detectors, EDGE_DETECTORS)
-    metrics = _check_choices("metrics", metrics, similarity.METRICS)
+    detectors = check_choices("detectors", detectors, EDGE_DETECTORS)
+    metrics = check_choices("metrics", metrics, similarity.METRICS)
     named = maps if isinstance(maps, dict) else {"maps": maps}
     if not named:
         raise ValueError("maps is an empty dict; pass at least one batch of maps")
@@ -302,8 +284,8 @@ def input_times_random_correlation(x, n_pairs=5, seed=0):
     from sanity_lib import similarity
 
     arr = _as_images(x, "x")
-    n_pairs = _check_int("n_pairs", n_pairs, 1)
-    seed = _check_int("seed", seed, 0)
+    n_pairs = check_int("n_pairs", n_pairs, 1)
+    seed = check_int("seed", seed, 0)
     xt = torch.from_numpy(arr)
     n = arr.shape[0]
     parts = []

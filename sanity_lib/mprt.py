@@ -38,7 +38,6 @@ Examples
 ['method', 'image', 'entropy_original', 'entropy_randomized', 'score']
 """
 import copy
-import numbers
 import warnings
 
 import numpy as np
@@ -46,7 +45,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .checks import _check_flag, _parse_methods
+from ._validation import check_flag, check_images, check_int, check_real, parse_methods
 
 __all__ = [
     "N_BINS", "histogram_entropy", "efficient_mprt_score", "fully_randomized",
@@ -65,19 +64,9 @@ _ROWS_PER_CALL = 256
 
 # ----------------------------------------------------------------------------- checks
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_noise_level(noise_level):
-    ok = (isinstance(noise_level, numbers.Real) and not isinstance(noise_level, bool)
-          and np.isfinite(noise_level) and noise_level >= 0)
-    if not ok:
-        raise ValueError(f"noise_level must be a finite number >= 0 (a fraction of each "
-                         f"image's value range; the paper uses 0.1), got {noise_level!r}")
-    return float(noise_level)
+    return check_real("noise_level", noise_level, 0.0,
+                      why="a fraction of each image's value range; the paper uses 0.1")
 
 
 def _check_target(target):
@@ -85,16 +74,6 @@ def _check_target(target):
         raise ValueError(f"target={target!r} is not known; use 'argmax' (each model explains its "
                          "own top class) or 'original' (the trained model's class throughout)")
     return target
-
-
-def _check_x(x):
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError("x must be a floating-point torch.Tensor of model inputs "
-                        f"(N x C x H x W), got {type(x).__name__}")
-    if x.dim() != 4 or x.shape[0] == 0:
-        raise ValueError(f"x must be a non-empty batch N x C x H x W, got shape "
-                         f"{tuple(x.shape)}; for one image use x[None]")
-    return x.detach()
 
 
 def _as_float64_rows(maps, name):
@@ -149,7 +128,7 @@ def histogram_entropy(maps, n_bins=N_BINS):
     >>> round(histogram_entropy(m).item(), 4), round(float(np.log(100)), 4)
     (4.6052, 4.6052)
     """
-    n_bins = _check_int("n_bins", n_bins, 1)
+    n_bins = check_int("n_bins", n_bins, 1)
     rows = _as_float64_rows(maps, "maps")
     out = np.empty(rows.shape[0])
     for i, row in enumerate(rows):
@@ -279,10 +258,10 @@ def efficient_mprt(model, x, methods, *, init="default", batchnorm="keep", targe
     """
     from sanity_lib import saliency
 
-    x = _check_x(x)
-    methods = _parse_methods(methods)
+    x = check_images(x)
+    methods = parse_methods(methods)
     target = _check_target(target)
-    n_bins = _check_int("n_bins", n_bins, 1)
+    n_bins = check_int("n_bins", n_bins, 1)
     randomized = fully_randomized(model, init=init, seed=seed, batchnorm=batchnorm)
     was_training = model.training
     model.eval()
@@ -356,9 +335,9 @@ def smooth_explain(model, x, method, *, n_samples=10, noise_level=0.1, seed=0, t
     """
     from sanity_lib import saliency
 
-    n_samples = _check_int("n_samples", n_samples, 1)
+    n_samples = check_int("n_samples", n_samples, 1)
     noise_level = _check_noise_level(noise_level)
-    seed = _check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
         raise TypeError("x must be a floating-point torch.Tensor, batch first (N x ...)")
     x = x.detach()
@@ -504,11 +483,11 @@ def smooth_mprt(model, x, methods, *, n_samples=10, noise_level=0.1, order="bott
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    x = _check_x(x)
-    methods = _parse_methods(methods)
-    n_samples = _check_int("n_samples", n_samples, 1)
+    x = check_images(x)
+    methods = parse_methods(methods)
+    n_samples = check_int("n_samples", n_samples, 1)
     noise_level = _check_noise_level(noise_level)
-    seed = _check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0)
     target = _check_target(target)
     for name, value, choices in (("order", order, randomization.ORDERS),
                                  ("init", init, randomization.INIT_SCHEMES),
@@ -521,7 +500,7 @@ def smooth_mprt(model, x, methods, *, n_samples=10, noise_level=0.1, order="bott
         raise ValueError(f"metrics={unknown or metrics!r} not known; choose among "
                          f"{', '.join(similarity.METRICS)}")
     for name, value in (("progress", progress), ("keep_maps", keep_maps), ("cache", cache)):
-        _check_flag(name, value)
+        check_flag(name, value)
     settings = {
         "test": "smooth_model_randomization", "mode": "cascading", "order": order,
         "init": init, "batchnorm": batchnorm, "n_samples": n_samples,

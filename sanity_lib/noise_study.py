@@ -55,7 +55,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 __all__ = [

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sanity_lib.saliency._registry import REGISTRY
+
 __all__ = ["plot_curves", "plot_grid", "METRIC_LABELS", "METHOD_LABELS"]
 
 #: Axis labels of the similarity metrics.
@@ -25,20 +27,8 @@ METRIC_LABELS = {
     "ssim": "SSIM",
     "hog": "HOG feature correlation",
 }
-#: How the methods are written in legends and row labels.
-METHOD_LABELS = {
-    "gradient": "Gradient",
-    "gradient_x_input": "Gradient ⊙ Input",
-    "integrated_gradients": "Integrated Gradients",
-    "smoothgrad": "SmoothGrad",
-    "vargrad": "VarGrad",
-    "integrated_gradients_smoothgrad": "IG-SmoothGrad",
-    "guided_backprop": "Guided Backprop",
-    "gradcam": "GradCAM",
-    "guided_gradcam": "Guided GradCAM",
-    "deeplift": "DeepLIFT",
-    "lrp_epsilon": "LRP-ε",
-}
+#: How the methods are written in legends and row labels (from the method registry).
+METHOD_LABELS = {name: spec.label for name, spec in REGISTRY.items()}
 BANDS = ("std", "iqr", None)
 _ABS_CMAP = "gray"
 _DIVERGING_CMAP = "RdBu_r"

@@ -73,6 +73,7 @@ import numbers
 
 import torch
 from torch import nn
+from sanity_lib._validation import check_choice
 
 __all__ = [
     "INIT_SCHEMES", "ORDERS", "BATCHNORM_POLICIES", "TRUNCATED_NORMAL_STD_FACTOR",
@@ -116,11 +117,6 @@ def init_schemes() -> dict:
 
 
 # --------------------------------------------------------------------------- validation
-
-def _check_choice(name, value, choices):
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name}={value!r} is not known; choose one of {list(choices)}")
-
 
 def _check_seed(seed):
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
@@ -286,8 +282,8 @@ def randomize_module(module, init="default", seed=0, batchnorm="keep", prefix=""
     (True, True)
     """
     _check_model(module)
-    _check_choice("init", init, INIT_SCHEMES)
-    _check_choice("batchnorm", batchnorm, BATCHNORM_POLICIES)
+    check_choice("init", init, INIT_SCHEMES)
+    check_choice("batchnorm", batchnorm, BATCHNORM_POLICIES)
     seed = _check_seed(seed)
     with torch.no_grad():
         for qualname, m in _units(module, prefix):
@@ -345,7 +341,7 @@ def _resolve_groups(model, groups, order):
     """``[(group name, [qualified names of its modules]), ...]`` in the requested order."""
     from sanity_lib.models import layer_groups  # lazy: models imports heavy things
 
-    _check_choice("order", order, ORDERS)
+    check_choice("order", order, ORDERS)
     qualnames = {}
     for name, m in model.named_modules(remove_duplicate=False):
         qualnames.setdefault(id(m), name)
@@ -454,8 +450,8 @@ def cascading(model, order="top_down", init="default", seed=0, groups=None,
     ['logits', 'fc1', 'conv2', 'conv1']
     """
     _check_model(model)
-    _check_choice("init", init, INIT_SCHEMES)
-    _check_choice("batchnorm", batchnorm, BATCHNORM_POLICIES)
+    check_choice("init", init, INIT_SCHEMES)
+    check_choice("batchnorm", batchnorm, BATCHNORM_POLICIES)
     seed = _check_seed(seed)
     plan = _resolve_groups(model, groups, order)
 
@@ -486,8 +482,8 @@ def independent(model, init="default", seed=0, groups=None, batchnorm="keep",
     ['fc1', 'fc2', 'fc3', 'logits']
     """
     _check_model(model)
-    _check_choice("init", init, INIT_SCHEMES)
-    _check_choice("batchnorm", batchnorm, BATCHNORM_POLICIES)
+    check_choice("init", init, INIT_SCHEMES)
+    check_choice("batchnorm", batchnorm, BATCHNORM_POLICIES)
     seed = _check_seed(seed)
     plan = _resolve_groups(model, groups, order)
 

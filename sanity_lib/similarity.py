@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 import torch
 from scipy.stats import rankdata
+from sanity_lib._validation import check_choices
 
 __all__ = [
     "METRICS", "MODES", "ConstantMapWarning",
@@ -516,19 +517,6 @@ def hog_correlation(a, b, method="pearson", pixels_per_cell=None, mode="abs", or
 
 # ----------------------------------------------------------------------------- all at once
 
-def _check_metrics(metrics):
-    if isinstance(metrics, str):
-        metrics = (metrics,)
-    metrics = tuple(metrics)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise ValueError(
-            f"metrics={unknown or list(metrics)!r} not known; choose among "
-            f"{', '.join(repr(m) for m in METRICS)}"
-        )
-    return metrics
-
-
 def compare(a, b, metrics=METRICS, *, percentile=99.0, win_size=5, gaussian_weights=False,
             pixels_per_cell=None, hog_method="pearson"):
     """All of the paper's similarity metrics between two batches of maps, in one call.
@@ -571,7 +559,7 @@ def compare(a, b, metrics=METRICS, *, percentile=99.0, win_size=5, gaussian_weig
     >>> scores["spearman_abs"], scores["spearman_diverging"]
     (tensor([1., 1.], dtype=torch.float64), tensor([-1., -1.], dtype=torch.float64))
     """
-    metrics = _check_metrics(metrics)
+    metrics = check_choices("metrics", metrics, METRICS)
     _check_percentile(percentile)
     _check_hog_method(hog_method)
     a_arr, b_arr = _as_pair(a, b)
@@ -654,7 +642,7 @@ def noise_floor(shape, metrics=METRICS, n=50, seed=0, kind="gaussian", *, return
         raise ValueError(f"kind={kind!r} is not known; choose 'gaussian' or 'uniform'")
     if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 2:
         raise ValueError(f"n must be an integer >= 2 (number of random pairs), got {n!r}")
-    metrics = _check_metrics(metrics)
+    metrics = check_choices("metrics", metrics, METRICS)
     rng = np.random.default_rng(seed)
     size = (2, n) + shape
     draws = rng.standard_normal(size) if kind == "gaussian" else rng.uniform(-1.0, 1.0, size)

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from sanity_lib import _cache
+from sanity_lib._validation import check_choice, check_int
 
 __all__ = ["TrainingHistory", "train", "evaluate", "trained_mnist_model",
            "mnist_training_data", "RECIPES", "RECIPE_VERSION", "OPTIMIZERS", "SCHEDULES",
@@ -134,17 +135,6 @@ def _generator(seed: int, stream: str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not known; choose one of "
-                         f"{', '.join(repr(a) for a in allowed)}")
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _check_data(images, labels, what: str = "images/labels") -> None:
     if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
         raise TypeError(f"{what} must be torch tensors, got {type(images).__name__} and "
@@ -208,7 +198,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     True
     """
     _check_data(images, labels)
-    _check_positive_int("batch_size", batch_size)
+    check_int("batch_size", batch_size, minimum=1)
     was_training = model.training
     model.eval()
     correct = 0
@@ -284,11 +274,11 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
     (2, False)
     """
     _check_data(images, labels)
-    _check_positive_int("epochs", epochs)
-    _check_positive_int("batch_size", batch_size)
-    _check_choice("optimizer", optimizer, OPTIMIZERS)
-    _check_choice("schedule", schedule, SCHEDULES)
-    _check_choice("augment", augment, AUGMENTATIONS)
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("schedule", schedule, SCHEDULES)
+    check_choice("augment", augment, AUGMENTATIONS)
     if augment != "none" and images.ndim != 4:
         raise ValueError(f"augment={augment!r} needs images shaped N x C x H x W, got "
                          f"{tuple(images.shape)}; use augment='none'")
@@ -396,17 +386,17 @@ def _subset_indices(n_total: int, n_train: int | None) -> torch.Tensor:
 
 def _resolve(arch: str, labels: str, **overrides) -> dict:
     """The recipe for (arch, labels) with the given non-None settings replacing its own."""
-    _check_choice("arch", arch, ARCHS)
-    _check_choice("labels", labels, LABELS)
+    check_choice("arch", arch, ARCHS)
+    check_choice("labels", labels, LABELS)
     recipe = dict(RECIPES[(arch, labels)])
     recipe.update({k: v for k, v in overrides.items() if v is not None})
-    _check_positive_int("epochs", recipe["epochs"])
-    _check_positive_int("batch_size", recipe["batch_size"])
-    _check_choice("optimizer", recipe["optimizer"], OPTIMIZERS)
-    _check_choice("schedule", recipe["schedule"], SCHEDULES)
-    _check_choice("augment", recipe["augment"], AUGMENTATIONS)
+    check_int("epochs", recipe["epochs"], minimum=1)
+    check_int("batch_size", recipe["batch_size"], minimum=1)
+    check_choice("optimizer", recipe["optimizer"], OPTIMIZERS)
+    check_choice("schedule", recipe["schedule"], SCHEDULES)
+    check_choice("augment", recipe["augment"], AUGMENTATIONS)
     if recipe["n_train"] is not None:
-        _check_positive_int("n_train", recipe["n_train"])
+        check_int("n_train", recipe["n_train"], minimum=1)
     if not (isinstance(recipe["lr"], (int, float)) and recipe["lr"] > 0):
         raise ValueError(f"lr must be a positive number, got {recipe['lr']!r}")
     target = recipe["target_accuracy"]

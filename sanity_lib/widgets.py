@@ -293,7 +293,6 @@ def image_png(image, size=DEFAULT_SIZE, title="input", colorbar_space=True):
     >>> Image.open(io.BytesIO(image_png(np.ones((3, 10, 20)), size=40, title=None))).size
     (40, 44)
     """
-    from PIL import Image, ImageDraw
 
     size = _check_size(size)
     return _image_frame(_check_input_image(image, "image"), size, title, colorbar_space)

@@ -199,19 +199,19 @@ def test_gaussian_noise_of_zero_leaves_every_map_identical(model, digits):
     assert noisy.settings["std"] == 0.5 and noisy.settings["relative"] is True
 
 
-def test_constant_maps_give_nan_with_one_warning_and_are_left_out_of_summaries(model, digits,
-                                                                              monkeypatch):
+def test_constant_maps_give_nan_with_one_warning_and_are_left_out_of_summaries(model, digits):
     """An all-zero map (e.g. GradCAM of a dead randomized network) has no rank correlation."""
-    real, calls = saliency.explain, []
+    calls = []
 
-    def dead_after_step_2(m, x, method, target=None, **settings):
-        calls.append(method)
-        maps = real(m, x, method, target=target, **settings)
-        return torch.zeros_like(maps) if len(calls) > 3 else maps  # steps 3 and 4
+    def dead_after_step_2(m, x, methods, target):
+        calls.append(list(methods))
+        maps = saliency.explain_each(m, x, methods, target=target)
+        return {k: torch.zeros_like(v) if len(calls) > 3 else v  # steps 3 and 4
+                for k, v in maps.items()}
 
-    monkeypatch.setattr(saliency, "explain", dead_after_step_2)
     with pytest.warns(similarity.ConstantMapWarning, match="gradient at step 3") as caught:
-        res = sl.model_randomization_test(model, digits, ["gradient"], progress=False)
+        res = sl.model_randomization_test(model, digits, ["gradient"], progress=False,
+                                          explainer=dead_after_step_2)
     assert len([w for w in caught if issubclass(w.category, similarity.ConstantMapWarning)]) == 1
     late = res.table.query("step >= 3")
     assert late.query("metric != 'ssim'")["value"].isna().all()
@@ -249,23 +249,20 @@ def test_data_randomization_compares_the_two_models(digits):
 
 # ----------------------------------------------------------------------------- settings
 
-def test_method_settings_are_passed_to_explain(model, digits, monkeypatch):
+def test_method_settings_are_passed_to_the_explainer(model, digits):
     calls = []
     real = saliency.explain
 
-    def spy(m, x, method, target=None, **settings):
-        calls.append((method, settings))
-        return real(m, x, method, target=target, **settings)
+    def spy(m, x, methods, target):
+        calls.append(methods)
+        return saliency.explain_each(m, x, methods, target=target)
 
-    monkeypatch.setattr(saliency, "explain", spy)
     methods = {"smoothgrad": {"n_samples": 2, "seed": 3}, "gradcam": {"layer": model.conv1}}
     res = sl.model_randomization_test(model, digits, methods, metrics=["spearman_abs"],
-                                      progress=False)
-    monkeypatch.undo()
-    smooth = [c for c in calls if c[0] == "smoothgrad"]
-    assert smooth == [("smoothgrad", {"n_samples": 2, "seed": 3})] * 5  # original + 4 steps
+                                      progress=False, explainer=spy)
     # a module setting is passed by name, so it finds the same layer in every copy
-    assert [c for c in calls if c[0] == "gradcam"] == [("gradcam", {"layer": "conv1"})] * 5
+    assert calls == [{"smoothgrad": {"n_samples": 2, "seed": 3},
+                      "gradcam": {"layer": "conv1"}}] * 5  # original + 4 steps
     assert torch.allclose(res.maps["smoothgrad"][0],
                           real(model, digits, "smoothgrad", n_samples=2, seed=3))
     assert not torch.allclose(res.maps["smoothgrad"][0],
@@ -276,18 +273,30 @@ def test_method_settings_are_passed_to_explain(model, digits, monkeypatch):
 
 # ----------------------------------------------------------------------------- cache
 
+class CountingExplainer:
+    """The default explainer, counting its calls; cacheable through its cache_key."""
+
+    cache_key = "counting-default"
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model, x, methods, target):
+        self.calls += 1
+        return sl.checks.default_explainer(model, x, methods, target)
+
+
 def test_cache_returns_the_stored_result_and_misses_on_any_change(model, digits, monkeypatch,
                                                                   tmp_path):
     monkeypatch.setenv("SANITY_LIB_CACHE", str(tmp_path))
-    kwargs = dict(metrics=["spearman_abs", "hog"], progress=False, cache=True)
+    counting = CountingExplainer()
+    kwargs = dict(metrics=["spearman_abs", "hog"], progress=False, cache=True,
+                  explainer=counting)
     first = sl.model_randomization_test(model, digits, METHODS, **kwargs)
-    assert list((tmp_path / "sweeps").glob("*.pt"))
+    assert list((tmp_path / "sweeps").glob("*.pt")) and counting.calls == 5
 
-    def broken(*args, **kw):
-        raise RuntimeError("explain was called")
-
-    monkeypatch.setattr(saliency, "explain", broken)
     second = sl.model_randomization_test(model, digits, METHODS, **kwargs)
+    assert counting.calls == 5, "a cached result was recomputed"
     pd.testing.assert_frame_equal(second.table, first.table)
     assert second.layers == first.layers and second.noise_floor == first.noise_floor
     assert torch.equal(second.targets, first.targets) and torch.equal(second.inputs, first.inputs)
@@ -304,20 +313,43 @@ def test_cache_returns_the_stored_result_and_misses_on_any_change(model, digits,
         ((model, digits[:2], METHODS), {}),
         ((changed_model, digits, METHODS), {}),
     ]:
-        with pytest.raises(RuntimeError, match="explain was called"):
-            sl.model_randomization_test(*args, **{**kwargs, **extra})
+        before = counting.calls
+        sl.model_randomization_test(*args, **{**kwargs, **extra})
+        assert counting.calls > before, f"a changed call {extra or args[0]} hit the cache"
+    # Another explainer is another result.
+    other = CountingExplainer()
+    other.cache_key = "another-explainer"
+    sl.model_randomization_test(model, digits, METHODS, **{**kwargs, "explainer": other})
+    assert other.calls == 5
+
+
+def test_cache_with_an_explainer_that_has_no_key_is_refused(model, digits):
+    with pytest.raises(ValueError, match="cache_key attribute"):
+        sl.model_randomization_test(model, digits, ["gradient"], progress=False, cache=True,
+                                    explainer=lambda m, x, methods, target: {})
+
+
+def test_an_explainer_that_returns_the_wrong_thing_is_reported(model, digits):
+    with pytest.raises(TypeError, match="must return a dict with the maps of every method"):
+        sl.model_randomization_test(model, digits, ["gradient", "gradcam"], progress=False,
+                                    explainer=lambda m, x, methods, target: {"gradient": x})
+    with pytest.raises(TypeError, match="one map per image"):
+        sl.model_randomization_test(model, digits, ["gradient"], progress=False,
+                                    explainer=lambda m, x, methods, target: {"gradient": x[:1]})
 
 
 def test_cached_data_randomization_result(digits, monkeypatch, tmp_path):
     monkeypatch.setenv("SANITY_LIB_CACHE", str(tmp_path))
     a, b = mnist_cnn(seed=0), mnist_cnn(seed=1)
-    kwargs = dict(metrics=["ssim"], progress=False, cache=True)
+    counting = CountingExplainer()
+    kwargs = dict(metrics=["ssim"], progress=False, cache=True, explainer=counting)
     first = sl.data_randomization_test(a, b, digits, ["gradient"], **kwargs)
-    monkeypatch.setattr(saliency, "explain", lambda *a, **k: 1 / 0)
+    assert counting.calls == 2
     second = sl.data_randomization_test(a, b, digits, ["gradient"], **kwargs)
+    assert counting.calls == 2
     pd.testing.assert_frame_equal(second.table, first.table)
-    with pytest.raises(ZeroDivisionError):
-        sl.data_randomization_test(a, mnist_cnn(seed=2), digits, ["gradient"], **kwargs)
+    sl.data_randomization_test(a, mnist_cnn(seed=2), digits, ["gradient"], **kwargs)
+    assert counting.calls == 4
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -338,10 +370,8 @@ def test_cached_data_randomization_result(digits, monkeypatch, tmp_path):
     (dict(mode="gaussian_noise", std=0.1, init="normal"), ValueError,
      "not used by mode='gaussian_noise'"),
 ])
-def test_bad_inputs_raise_clear_errors_before_any_work(model, digits, monkeypatch, kwargs, error,
-                                                       match):
-    monkeypatch.setattr(saliency, "explain", lambda *a, **k: 1 / 0)
-    kwargs = {"methods": ["gradient"], **kwargs}
+def test_bad_inputs_raise_clear_errors_before_any_work(model, digits, kwargs, error, match):
+    kwargs = {"methods": ["gradient"], "explainer": lambda *a, **k: 1 / 0, **kwargs}
     with pytest.raises(error, match=match):
         sl.model_randomization_test(model, digits, progress=False, **kwargs)
 

@@ -214,7 +214,7 @@ def test_history_round_trips_through_plain_lists():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(epochs=0), "epochs must be a positive integer"),
+    (dict(epochs=0), "epochs must be an int >= 1"),
     (dict(epochs=1, batch_size=0), "batch_size"),
     (dict(epochs=1, optimizer="rmsprop"), "optimizer='rmsprop'.*'adam', 'sgd'"),
     (dict(epochs=1, schedule="cosine"), "schedule='cosine'.*'constant', 'linear'"),
@@ -240,7 +240,7 @@ def test_train_rejects_mismatched_data(mnist_small):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(arch="resnet"), "arch='resnet'.*'cnn', 'mlp'"),
     (dict(labels="shuffled"), "labels='shuffled'.*'true', 'random'"),
-    (dict(epochs=0), "epochs must be a positive integer"),
+    (dict(epochs=0), "epochs must be an int >= 1"),
     (dict(activation="sigmoid"), "activation='sigmoid'.*relu"),
     (dict(n_train=0), "n_train"),
     (dict(n_train=10**6), "n_train=1000000 is more than"),

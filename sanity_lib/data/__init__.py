@@ -22,6 +22,7 @@ from urllib.error import URLError
 
 import numpy as np
 import torch
+from sanity_lib._validation import check_choice
 
 __all__ = [
     "load_mnist",
@@ -53,14 +54,6 @@ SAMPLE_IMAGE_NAMES = tuple(_SAMPLE_FILES)
 
 
 # ---------------------------------------------------------------------------- MNIST
-def _check_choice(argument, value, allowed):
-    if value not in allowed:
-        raise ValueError(
-            f"{argument}={value!r} is not known; choose one of "
-            + ", ".join(repr(a) for a in allowed)
-        )
-
-
 @functools.lru_cache(maxsize=1)
 def _embedded_arrays() -> dict:
     """Decode the embedded ``.npz`` once per process; the arrays are made read-only."""
@@ -153,9 +146,9 @@ def load_mnist(split: str = "train", source: str = "embedded", dataset: str = "m
     >>> float(x.min()), float(x.max())
     (0.0, 1.0)
     """
-    _check_choice("split", split, MNIST_SPLITS)
-    _check_choice("source", source, MNIST_SOURCES)
-    _check_choice("dataset", dataset, MNIST_DATASETS)
+    check_choice("split", split, MNIST_SPLITS)
+    check_choice("source", source, MNIST_SOURCES)
+    check_choice("dataset", dataset, MNIST_DATASETS)
     if source == "embedded":
         if dataset != "mnist":
             raise ValueError(

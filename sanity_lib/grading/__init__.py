@@ -58,7 +58,7 @@ def register(exercise_id: str):
     return decorator
 
 
-def as_array(value, what: str, hint: str = "return the result of your computation") -> "np.ndarray":
+def as_array(value, what: str, hint: str = "return the result of your computation"):
     """A student's answer (tensor, array, list of numbers) as a float64 numpy array.
 
     Raises :class:`CheckFailed` naming ``what`` when the answer is not numbers (None, strings).
@@ -85,6 +85,62 @@ def expect(condition, message: str, hint: str | None = None) -> None:
     """Fail the current check with ``message`` (and ``hint``) unless ``condition`` holds."""
     if not condition:
         raise CheckFailed(message + (f"\nHint: {hint}" if hint else ""))
+
+
+def method_name(item, available=None) -> str:
+    """The canonical method name for what a student wrote (a name, a label or an alias).
+
+    Names are read through the method registry (:func:`sanity_lib.saliency.lookup`), so every
+    check accepts the same spellings: ``"IG"``, ``"Guided Backprop"``, ``"grad-cam"``.
+
+    Parameters
+    ----------
+    item : str
+    available : sequence of str, optional
+        The methods the student's result holds; a name outside it is refused.
+
+    Examples
+    --------
+    >>> method_name("Gradient ⊙ Input")
+    'gradient_x_input'
+    >>> method_name("gbp", available=["gradient"])
+    Traceback (most recent call last):
+    ...
+    sanity_lib.grading.CheckFailed: guided_backprop is not among the methods of your result (['gradient']).
+    Hint: Name methods that the test ran.
+    """
+    from sanity_lib import saliency
+
+    if available is not None:
+        available = list(available)
+        hint = f"Use the names of `result.methods`: {available}."
+    else:
+        hint = f"Use one of {', '.join(saliency.METHODS)}."
+    expect(isinstance(item, str), f"{item!r} is not a method name (a str).", hint=hint)
+    name = saliency.lookup(item)
+    expect(name is not None, f"{item!r} is not a method name I know.", hint=hint)
+    if available is not None:
+        expect(name in available, f"{name} is not among the methods of your result "
+               f"({available}).", hint="Name methods that the test ran.")
+    return name
+
+
+def method_names(answer, available=None, example='similar = ["guided_backprop"]') -> set:
+    """The set of canonical names in a student's list of methods (or one name).
+
+    Examples
+    --------
+    >>> sorted(method_names(["SmoothGrad", "ig"]))
+    ['integrated_gradients', 'smoothgrad']
+    """
+    if isinstance(answer, str):
+        answer = [answer]
+    try:
+        items = list(answer)
+    except TypeError:
+        raise CheckFailed(f"The answer should be a list of method names, got "
+                          f"{type(answer).__name__}.\nHint: e.g. `{example}`.") from None
+    return {method_name(item, available) for item in items}
 
 
 def _load_all_checks() -> None:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import CheckFailed, expect, register
+from . import CheckFailed, expect, method_names, register
 
 __all__ = ["failing_methods", "change_layers", "FAIL_THRESHOLD", "FAIL_MARGIN", "FAIL_AFTER",
            "CHANGE_START", "CHANGE_CLEAR"]
@@ -243,42 +243,8 @@ def _mean_curves(result, metric="spearman_abs"):
             for m in result.methods}
 
 
-def _method_labels():
-    from sanity_lib import plotting, saliency
-
-    labels = {m: m for m in saliency.METHODS}
-    labels.update({_key(v): k for k, v in plotting.METHOD_LABELS.items()})
-    labels.update({"gbp": "guided_backprop", "ig": "integrated_gradients",
-                   "sg": "smoothgrad", "grad": "gradient", "saliency": "gradient",
-                   "gradient_input": "gradient_x_input", "input_x_gradient": "gradient_x_input",
-                   "grad_cam": "gradcam", "guided_grad_cam": "guided_gradcam",
-                   "smooth_grad": "smoothgrad", "guided_backpropagation": "guided_backprop"})
-    return labels
-
-
-def _key(text):
-    return (text.strip().lower().replace("⊙", "x").replace("×", "x").replace("-", "_")
-            .replace(" ", "_").replace("__", "_"))
-
-
 def _method_set(answer):
-    if isinstance(answer, str):
-        answer = [answer]
-    try:
-        items = list(answer)
-    except TypeError:
-        raise CheckFailed(f"The answer should be a list of method names, got "
-                          f"{type(answer).__name__}.\nHint: e.g. `failing = "
-                          "[\"guided_backprop\"]`.") from None
-    labels, out = _method_labels(), set()
-    for item in items:
-        expect(isinstance(item, str), f"{item!r} is not a method name (a str).",
-               hint="Use the names of `result.methods`, e.g. \"guided_backprop\".")
-        name = labels.get(_key(item))
-        expect(name is not None, f"{item!r} is not a method name I know.",
-               hint="Use the names of `result.methods`, e.g. \"guided_backprop\".")
-        out.add(name)
-    return out
+    return method_names(answer, example='failing = ["guided_backprop"]')
 
 
 # ----------------------------------------------------------------------------- ex2

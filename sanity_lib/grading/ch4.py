@@ -39,7 +39,7 @@ import numbers
 import numpy as np
 import torch
 
-from . import CheckFailed, expect, register
+from . import CheckFailed, expect, method_names, register
 
 __all__ = ["SIMILAR_THRESHOLD", "SIMILAR_MARGIN", "MIN_CHANGED", "MAX_CRAMERS_V",
            "ACCURACY_TOLERANCE", "check_label_permutation", "similar_methods"]
@@ -300,46 +300,9 @@ def _check_result(result):
            hint="Run the test with the default metrics (all four).")
 
 
-_ALIASES = {
-    "ig": "integrated_gradients", "sg": "smoothgrad", "gbp": "guided_backprop",
-    "grad": "gradient", "saliency": "gradient", "vanilla_gradient": "gradient",
-    "gradient_input": "gradient_x_input", "input_x_gradient": "gradient_x_input",
-    "gradient_times_input": "gradient_x_input", "gxi": "gradient_x_input",
-    "grad_cam": "gradcam", "guided_grad_cam": "guided_gradcam", "ggcam": "guided_gradcam",
-    "smooth_grad": "smoothgrad", "guided_backpropagation": "guided_backprop",
-}
-
-
-def _key(text):
-    return (text.strip().lower().replace("⊙", "x").replace("×", "x").replace("*", "x")
-            .replace("-", "_").replace(" ", "_").replace("__", "_"))
-
-
 def _method_set(answer, available):
-    from sanity_lib import plotting, saliency
-
-    if isinstance(answer, str):
-        answer = [answer]
-    try:
-        items = list(answer)
-    except TypeError:
-        raise CheckFailed(f"The answer should be a list of method names, got "
-                          f"{type(answer).__name__}.\nHint: e.g. "
-                          "`similar = [\"guided_backprop\"]`, or `[]` for none.") from None
-    names = {m: m for m in saliency.METHODS}
-    names.update({_key(label): m for m, label in plotting.METHOD_LABELS.items()})
-    names.update(_ALIASES)
-    out = set()
-    for item in items:
-        expect(isinstance(item, str), f"{item!r} is not a method name (a str).",
-               hint=f"Use the names of `result.methods`: {list(available)}.")
-        name = names.get(_key(item))
-        expect(name is not None, f"{item!r} is not a method name I know.",
-               hint=f"Use the names of `result.methods`: {list(available)}.")
-        expect(name in available, f"{name} is not among the methods of your result "
-               f"({list(available)}).", hint="Name methods that the test ran.")
-        out.add(name)
-    return out
+    return method_names(answer, available,
+                        example='similar = ["guided_backprop"]`, or `[]` for none')
 
 
 def similar_methods(result, metric="spearman_abs", threshold=SIMILAR_THRESHOLD,

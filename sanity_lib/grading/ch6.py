@@ -36,7 +36,6 @@ Examples
 >>> sl.grading.check("ch6_ex1", noisy)
 'ch6_ex1: correct. Well done!'
 """
-import copy
 import functools
 import math
 import numbers

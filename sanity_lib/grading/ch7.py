@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from . import CheckFailed, as_array, expect, register
+from . import CheckFailed, as_array, expect, method_name, register
 
 __all__ = ["ACCEPTED_FOR_DEBUGGING", "MUST_AVOID", "MAY_AVOID", "ORDER_MARGIN", "VALUE_ATOL"]
 
@@ -392,36 +392,13 @@ def _check_ex3(answer, top_down=None, bottom_up=None, **_):
 
 # ----------------------------------------------------------------------------- ex4
 
-def _method_name(item):
-    from sanity_lib import plotting, saliency
-
-    if not isinstance(item, str):
-        raise CheckFailed(f"{item!r} is not a method name (a str).\nHint: use names of "
-                          "sl.saliency.METHODS, e.g. 'gradient'.")
-    key = (item.strip().lower().replace("⊙", "x").replace("×", "x").replace("-", "_")
-           .replace(" ", "_"))
-    aliases = {_k(v): k for k, v in plotting.METHOD_LABELS.items()}
-    aliases.update({"gbp": "guided_backprop", "ig": "integrated_gradients",
-                    "sg": "smoothgrad", "lrp": "lrp_epsilon", "grad_cam": "gradcam",
-                    "guided_grad_cam": "guided_gradcam", "saliency": "gradient"})
-    name = key if key in saliency.METHODS else aliases.get(key)
-    expect(name is not None, f"{item!r} is not a method name I know.",
-           hint=f"Use one of {', '.join(saliency.METHODS)}.")
-    return name
-
-
-def _k(label):
-    return (label.strip().lower().replace("⊙", "x").replace("×", "x").replace("-", "_")
-            .replace(" ", "_").replace("__", "_"))
-
-
 @register("ch7_ex4")
 def _check_ex4(answer, **_):
     expect(isinstance(answer, dict) and {"debugging", "avoid"} <= set(answer),
            "The answer should be a dict with keys 'debugging' (one method) and 'avoid' "
            "(a list of methods).",
            hint='e.g. {"debugging": "...", "avoid": ["...", "..."]}')
-    pick = _method_name(answer["debugging"])
+    pick = method_name(answer["debugging"])
     if pick not in ACCEPTED_FOR_DEBUGGING:
         raise CheckFailed(
             f"{pick!r} is not a good pick for model debugging: "
@@ -432,7 +409,7 @@ def _check_ex4(answer, **_):
     if isinstance(avoid, str):
         avoid = [avoid]
     try:
-        avoid = {_method_name(m) for m in avoid}
+        avoid = {method_name(m) for m in avoid}
     except TypeError:
         raise CheckFailed("answer['avoid'] should be a list of method names.\nHint: e.g. "
                           '["guided_backprop"].') from None

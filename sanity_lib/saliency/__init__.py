@@ -1,22 +1,11 @@
 """Saliency maps: one call, :func:`explain`, for every method the paper tests (and two more).
 
-======================================  ==============================================
-method                                  what it computes
-======================================  ==============================================
-``gradient``                            dS_c/dx, signed (Captum ``Saliency``, abs=False)
-``gradient_x_input``                    x * dS_c/dx
-``integrated_gradients``                (x - x') * mean over the path of the gradient
-``smoothgrad``                          mean gradient over noisy copies of x
-``vargrad``                             variance of those noisy gradients
-``integrated_gradients_smoothgrad``     SmoothGrad over Integrated Gradients
-``guided_backprop``                     backprop with negative gradients zeroed at every
-                                        rectifier
-``gradcam``                             ReLU(sum_k alpha_k A^k) at the last conv block,
-                                        N x 1 x H x W
-``guided_gradcam``                      guided_backprop * upsampled gradcam
-``deeplift``                            Captum DeepLift (rescale rule), zero baseline
-``lrp_epsilon``                         Captum LRP, epsilon rule on every layer
-======================================  ==============================================
+{method_table}
+
+Every method is one record of the registry (:data:`REGISTRY`, ``_methods.py``): its name,
+label, aliases, default settings, how it is computed and which passes a sweep shares; the
+table above is generated from it, as are :data:`METHODS`, :data:`DEFAULT_SETTINGS`, the plot
+labels and the names the graders accept. ``CONTRIBUTING.md`` shows how to add a method.
 
 Where Captum is wrong for this course, the wrapper is ours and is proven in tests:
 
@@ -35,17 +24,36 @@ Examples
 >>> maps.shape
 torch.Size([3, 1, 28, 28])
 """
-from ._engine import explain
+from ._engine import explain, explain_each
 from ._guided import SaliencyWarning, guided_rectifiers
 from ._inputs import UnsupportedModelError
 from ._noise import smoothgrad_noise
+from ._registry import (PAPER_ROLES, REGISTRY, Method, lookup, method_key, method_label,
+                        method_table, register, rst_table)
 from ._settings import DEFAULT_SETTINGS, INTEGRATION_RULES, METHODS
+from ._shared import explain_all
+
+__doc__ = __doc__.replace("{method_table}", rst_table())
+
+#: The methods the paper tests (its Figure 2 and the others it reports), in registry order.
+PAPER_METHODS = tuple(m for m, spec in REGISTRY.items() if spec.paper in ("figure 2", "tested"))
 
 __all__ = [
     "METHODS",
+    "PAPER_METHODS",
+    "REGISTRY",
+    "PAPER_ROLES",
+    "Method",
+    "register",
+    "lookup",
+    "method_key",
+    "method_label",
+    "method_table",
     "DEFAULT_SETTINGS",
     "INTEGRATION_RULES",
     "explain",
+    "explain_all",
+    "explain_each",
     "smoothgrad_noise",
     "guided_rectifiers",
     "SaliencyWarning",

@@ -1,101 +1,15 @@
-"""explain(): one call for every saliency method, batched, leaving the model as it was."""
+"""explain(): one call for every saliency method, batched, leaving the model as it was.
+
+How each method is computed is its registry record's ``plan`` (``_methods.py``); this
+module checks the arguments and runs the plan chunk by chunk."""
 import torch
 from tqdm.auto import tqdm
 
-from . import _gradcam, _guided, _noise, _propagation
-from ._inputs import (argmax_target, check_baseline, check_input, check_model, check_target,
-                      eval_mode, probe)
+from ._inputs import argmax_target, check_input, check_model, check_target, eval_mode, probe
+from ._registry import REGISTRY
 from ._settings import check_settings, resolve_method
 
-__all__ = ["explain"]
-
-
-def _leaf(x):
-    # A fresh leaf that already requires grad: Captum then neither warns nor flips flags.
-    return x.detach().requires_grad_(True)
-
-
-def _gradient(model, x, target):
-    from captum.attr import Saliency
-
-    return Saliency(model).attribute(_leaf(x), target=target.to(x.device), abs=False)
-
-
-def _gradient_x_input(model, x, target):
-    from captum.attr import InputXGradient
-
-    return InputXGradient(model).attribute(_leaf(x), target=target.to(x.device))
-
-
-def _integrated_gradients(model, x, target, baseline, opts):
-    from captum.attr import IntegratedGradients
-
-    internal = opts["internal_batch_size"] or opts["batch_size"]
-    return IntegratedGradients(model).attribute(
-        _leaf(x), baselines=baseline, target=target.to(x.device), n_steps=opts["n_steps"],
-        method=opts["integration"],
-        # Captum needs room for at least one step of every image in the batch.
-        internal_batch_size=max(internal, x.shape[0]),
-    )
-
-
-def _plan(method, model, x, opts):
-    """(fn(x_chunk, target_chunk, start) -> attributions, images per chunk)."""
-    bs = opts["batch_size"]
-    if method == "gradient":
-        return (lambda xb, tb, s: _gradient(model, xb, tb)), bs
-    if method == "gradient_x_input":
-        return (lambda xb, tb, s: _gradient_x_input(model, xb, tb)), bs
-    if method in ("integrated_gradients", "integrated_gradients_smoothgrad", "deeplift"):
-        baseline = check_baseline(opts["baseline"], x)
-    if method == "integrated_gradients":
-        def ig(xb, tb, s):
-            return _integrated_gradients(model, xb, tb, baseline[s:s + len(xb)].contiguous(),
-                                         opts)
-        return ig, bs
-    noisy_chunk = max(1, bs // opts.get("n_samples", 1))
-    if method in ("smoothgrad", "vargrad"):
-        statistic = "var" if method == "vargrad" else "mean"
-
-        def noisy_gradient(xb, tb, s):
-            return _noise.noisy_statistic(lambda rows, t: _gradient(model, rows, t),
-                                          xb, tb, s, opts, statistic)
-        return noisy_gradient, noisy_chunk
-    if method == "integrated_gradients_smoothgrad":
-        def noisy_ig(xb, tb, s):
-            base = baseline[s:s + len(xb)].contiguous()
-
-            def ig(rows, t):
-                copies = rows.shape[0] // base.shape[0]  # rows are sample-major
-                reps = base.repeat((copies,) + (1,) * (base.dim() - 1))
-                return _integrated_gradients(model, rows, t, reps, opts)
-            return _noise.noisy_statistic(ig, xb, tb, s, opts, "mean")
-        return noisy_ig, noisy_chunk
-    if method == "guided_backprop":
-        return (lambda xb, tb, s: _guided.guided_backprop(model, xb, tb, warn=s == 0)), bs
-    if method in ("gradcam", "guided_gradcam"):
-        if x.dim() != 4:
-            raise ValueError(
-                f"{method} needs image input N x C x H x W; got x of shape {tuple(x.shape)}"
-            )
-        _, layer = _gradcam.resolve_layer(model, opts["layer"], probe(model, x[:1], True))
-        if method == "gradcam":
-            return (lambda xb, tb, s: _gradcam.gradcam(model, layer, xb, tb)), bs
-
-        def guided_gradcam(xb, tb, s):
-            guided = _guided.guided_backprop(model, xb, tb, warn=s == 0)
-            return guided * _gradcam.gradcam(model, layer, xb, tb)
-        return guided_gradcam, bs
-    clone = _propagation.prepare_copy(model, method)
-    if method == "deeplift":
-        _propagation.check_deeplift(clone, x[:1])
-        # Captum's DeepLift runs inputs and baselines as one batch of twice the size.
-        return (lambda xb, tb, s: _propagation.deeplift(
-            clone, xb, tb, baseline[s:s + len(xb)].contiguous())), max(1, bs // 2)
-    if method == "lrp_epsilon":
-        _propagation.check_lrp(clone, x[:1])
-        return (lambda xb, tb, s: _propagation.lrp_epsilon(clone, xb, tb, opts["epsilon"])), bs
-    raise AssertionError(method)  # pragma: no cover
+__all__ = ["explain", "explain_each"]
 
 
 def explain(model, x, method, target=None, **settings):
@@ -195,7 +109,7 @@ def explain(model, x, method, target=None, **settings):
         x = x.detach().clone()  # never touch the caller's tensor
         n_outputs = probe(model, x[:1]).output_shape[1]
         targets = check_target(target, x.shape[0], n_outputs)
-        fn, step = _plan(method, model, x, opts)
+        fn, step = REGISTRY[method].plan(model, x, opts)
         starts = range(0, x.shape[0], step)
         if opts["progress"]:
             starts = tqdm(starts, desc=method, unit="batch")
@@ -205,3 +119,36 @@ def explain(model, x, method, target=None, **settings):
             tb = argmax_target(model, xb) if targets is None else targets[start:start + step]
             parts.append(fn(xb, tb, start).detach())
     return torch.cat(parts)
+
+
+def explain_each(model, x, methods, target=None):
+    """Several methods' maps, one :func:`explain` call per method (no shared passes).
+
+    The same contract as :func:`explain_all` (an *explainer* for the sanity checks); slower,
+    but each map comes from the plain per-method path, which makes it the reference the
+    fused engine is tested against.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    x : tensor
+    methods : dict of str to dict, or sequence of str
+        Method names and their :func:`explain` settings.
+    target : None, int, or N ints
+
+    Returns
+    -------
+    dict of str to tensor
+
+    Examples
+    --------
+    >>> from sanity_lib.models import mnist_cnn
+    >>> maps = explain_each(mnist_cnn(), torch.rand(2, 1, 28, 28), ["gradient", "gradcam"])
+    >>> sorted(maps), tuple(maps["gradcam"].shape)
+    (['gradcam', 'gradient'], (2, 1, 28, 28))
+    """
+    if isinstance(methods, str):
+        methods = [methods]
+    if not isinstance(methods, dict):
+        methods = {m: {} for m in methods}
+    return {m: explain(model, x, m, target=target, **dict(s or {})) for m, s in methods.items()}

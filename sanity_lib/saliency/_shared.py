@@ -35,16 +35,17 @@ from . import _gradcam, _guided, _noise
 from ._engine import explain
 from ._inputs import (argmax_target, check_baseline, check_input, check_model, check_target,
                       eval_mode, probe)
+from ._registry import REGISTRY
 from ._settings import check_settings, resolve_method
 
 __all__ = ["SHARED_METHODS", "PASS_MEMORY", "explain_all", "fast_copy", "passes_per_image",
            "saved_bytes_per_row"]
 
-#: Methods whose passes :func:`explain_all` shares; the others run through explain().
-SHARED_METHODS = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
-                  "vargrad", "guided_backprop", "gradcam", "guided_gradcam")
-_PLAIN_BASE = ("gradient", "gradient_x_input", "gradcam", "guided_gradcam")
-_NOISY = ("smoothgrad", "vargrad")
+#: Methods whose passes :func:`explain_all` shares (their registry record names the pass
+#: families in ``shares``); the others run through explain().
+SHARED_METHODS = tuple(m for m, spec in REGISTRY.items() if spec.shares)
+_PLAIN_BASE = tuple(m for m, spec in REGISTRY.items() if "plain" in spec.shares)
+_NOISY = tuple(m for m, spec in REGISTRY.items() if "noise" in spec.shares)
 # Channels-last pays off for image-sized inputs (measured on EfficientNet-Lite0 at 224 px:
 # about 1.4x per forward-backward pass), not for 28 x 28 digits.
 _CHANNELS_LAST_MIN_PIXELS = 64 * 64

@@ -1,0 +1,312 @@
+"""The paper's two sanity checks, end to end: randomize, explain, compare, tabulate.
+
+:func:`model_randomization_test` re-initializes (or perturbs) a trained model one layer
+group at a time and compares each saliency method's maps with the trained model's maps;
+:func:`data_randomization_test` compares the maps of a model trained on true labels with
+those of the same architecture trained on permuted labels (Adebayo et al. 2018, sections
+4 and 5). Both return a :class:`SanityCheckResult`: a tidy table of similarities, the maps
+themselves, the noise floor, and the two figures of the paper.
+
+Conventions
+-----------
+* **Steps.** Step 0 is the original (trained) model; step ``k >= 1`` is the ``k``-th model
+  that :mod:`sanity_lib.randomization` yields (cascading: the first ``k`` layer groups
+  randomized, from the logits down by default). ``result.layers[k]`` names step ``k``;
+  ``result.layers[0] == "original"``.
+* **Table.** One row per (method, step >= 1, image, metric): the similarity of that step's
+  map with the original map. Step 0 is *not* a row (comparing a map with itself says
+  nothing); the curves of :meth:`SanityCheckResult.plot_curves` start at 1 there, as the
+  paper's figures do.
+* **Target.** ``target="argmax"`` (the paper's code) explains each model's own top class, so
+  a randomized model explains *its* argmax; ``"original"`` keeps the trained model's class
+  at every step (Quantus' choice); an int or N ints fix the class. ``result.targets`` says
+  which class was explained at each step.
+* **Mode.** Every model is explained in eval mode, on a copy: the model you pass is never
+  changed.
+"""
+import numbers
+
+from torch import nn
+
+from sanity_lib._validation import check_device, check_flag, check_images
+
+from .result import TABLE_COLUMNS, SanityCheckResult, _describe_test
+from .sweep import (TARGETS, _cached_or_run, _check_compare_options, _check_methods,
+                    _check_metrics, _check_target, _common_config, _explainer_key,
+                    _groups_for_copy, _jsonable, _module_names, _working_copy,
+                    default_explainer, fingerprint, run_sweep)
+
+__all__ = [
+    "SanityCheckResult", "model_randomization_test", "data_randomization_test",
+    "DEFAULT_METHODS", "MODES", "TARGETS", "TABLE_COLUMNS", "fingerprint", "default_explainer",
+]
+
+#: The methods of the paper's Figure 2, in its order (each with the paper's settings).
+DEFAULT_METHODS = (
+    "gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
+    "guided_backprop", "gradcam", "guided_gradcam",
+)
+#: The kinds of model randomization (:mod:`sanity_lib.randomization`).
+MODES = ("cascading", "independent", "gaussian_noise")
+
+_DEFAULT_METRICS = ("spearman_abs", "spearman_diverging", "ssim", "hog")
+
+
+def model_randomization_test(model, x, methods=DEFAULT_METHODS, mode="cascading", *,
+                             order="top_down", init="default", batchnorm="keep", std=None,
+                             relative=False, groups=None, target="argmax",
+                             metrics=_DEFAULT_METRICS, seed=0, device=None, progress=True,
+                             keep_maps=True, cache=False, compare_options=None,
+                             explainer=None):
+    """The model parameter randomization test (Adebayo et al. 2018, section 4).
+
+    Explains ``x`` with every method under the trained ``model`` (step 0) and under each
+    randomized model that :mod:`sanity_lib.randomization` yields (steps 1, 2, ...), and
+    compares every step's maps with the step-0 maps by the paper's similarity metrics.
+    A method that explains the *model* must produce maps that change as the model is
+    randomized: similarities should fall to the noise floor.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained model, returning N x K logits. Never changed (a copy is explained, in
+        eval mode).
+    x : torch.Tensor
+        N x C x H x W *model inputs*, already preprocessed (``model.preprocess(x01)``).
+    methods : sequence of str, or dict of str to dict, default :data:`DEFAULT_METHODS`
+        Method names from :data:`sanity_lib.saliency.METHODS`, or ``{name: settings}`` whose
+        settings go to :func:`sanity_lib.saliency.explain` (e.g.
+        ``{"smoothgrad": {"n_samples": 10}}``). The default is the paper's seven methods
+        with the paper's settings (Integrated Gradients 50 steps, SmoothGrad 50 samples:
+        slow on a CPU; use ``cache=True``).
+    mode : {"cascading", "independent", "gaussian_noise"}, default "cascading"
+        Cumulative re-initialization, one group at a time, or cumulative Gaussian noise on
+        the parameters (the student report's variant; needs ``std``).
+    order : {"top_down", "bottom_up"}, default "top_down"
+        Logits first (the paper) or input layer first.
+    init : str, default "default"
+        Re-initialization scheme (:func:`sanity_lib.randomization.init_schemes`); not used
+        by ``"gaussian_noise"``.
+    batchnorm : {"keep", "reset"}, default "keep"
+        Keep the trained running statistics (the reference code) or reset them (Quantus);
+        ``"gaussian_noise"`` always keeps them.
+    std : float, optional
+        Noise standard deviation; required for ``mode="gaussian_noise"``, not allowed
+        otherwise.
+    relative : bool, default False
+        ``"gaussian_noise"`` only: ``std`` as a fraction of each tensor's own spread.
+    groups : list, optional
+        Layer groups, as in :func:`sanity_lib.models.layer_groups`.
+    target : "argmax", "original", int or N ints, default "argmax"
+        "argmax": each model's own top class (the paper's code: a randomized model explains
+        its argmax). "original": the trained model's class at every step (Quantus). An int
+        or N ints: those classes at every step.
+    metrics : sequence of str, default all four
+        From :data:`sanity_lib.similarity.METRICS`: ``"spearman_abs"``,
+        ``"spearman_diverging"``, ``"ssim"``, ``"hog"``.
+    seed : int, default 0
+        Seeds the randomization and the noise floor. (Noisy saliency methods have their
+        own ``seed`` setting, default 0, so every step draws the same noise.)
+    device : str or torch.device, optional
+        Where to explain; default CUDA when available, else CPU. Results come back on the
+        CPU.
+    progress : bool, default True
+        A ``tqdm.auto`` bar over the steps.
+    keep_maps : bool, default True
+        Keep every map in ``result.maps`` (``(steps + 1) x N x C x H x W`` per method);
+        False saves memory on long sweeps, and ``plot_grid`` is then unavailable.
+    cache : bool, default False
+        Store the finished result on disk (:mod:`sanity_lib._cache`, folder ``sweeps``),
+        keyed by the whole configuration including fingerprints of the model's weights and
+        of ``x``; a later identical call loads it instead of recomputing. ``device`` and
+        ``progress`` are not part of the key.
+    compare_options : dict, optional
+        Passed to :func:`sanity_lib.similarity.compare` and ``noise_floor`` (e.g.
+        ``{"hog_method": "spearman"}`` for the reference code's HOG correlation).
+    explainer : callable, optional
+        How each model's maps are computed: ``explainer(model, x, methods, target) ->
+        {method: maps}`` (see :func:`default_explainer`, the default, which shares passes
+        between methods). With ``cache=True`` your own explainer needs a ``cache_key``
+        attribute.
+
+    Returns
+    -------
+    SanityCheckResult
+
+    Raises
+    ------
+    ValueError
+        Unknown ``mode``, method, metric or target name; ``std`` missing for
+        ``"gaussian_noise"`` or given for another mode; x not N x C x H x W.
+    TypeError
+        Wrong argument types (e.g. methods settings that are not dicts).
+
+    Examples
+    --------
+    >>> import torch, sanity_lib as sl
+    >>> model = sl.models.mnist_cnn()
+    >>> x = torch.rand(3, 1, 28, 28)
+    >>> result = sl.model_randomization_test(model, x, ["gradient", "guided_backprop"],
+    ...                                      progress=False)
+    >>> result.layers
+    ['original', 'logits', 'fc1', 'conv2', 'conv1']
+    >>> sorted(result.table.columns) == sorted(["method", "step", "layer", "image",
+    ...                                          "metric", "value"])
+    True
+    >>> fig = result.plot_curves("spearman_diverging")
+    """
+    from sanity_lib import randomization
+
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not known; choose one of {', '.join(MODES)}")
+    if mode == "gaussian_noise":
+        if std is None:
+            raise ValueError("mode='gaussian_noise' needs std=, the standard deviation of the "
+                             "noise added to the parameters (e.g. std=0.1, or relative=True "
+                             "with std=0.5 for half of each tensor's spread)")
+        if init != "default":
+            raise ValueError(f"init={init!r} is not used by mode='gaussian_noise' (it adds noise "
+                             "instead of re-initializing); leave init at 'default'")
+        if batchnorm != "keep":
+            raise ValueError("mode='gaussian_noise' always keeps batch-norm running statistics; "
+                             "leave batchnorm at 'keep'")
+    else:
+        if std is not None:
+            raise ValueError(f"std={std!r} is only used with mode='gaussian_noise'; "
+                             f"mode={mode!r} re-initializes the weights (leave std=None)")
+        if relative:
+            raise ValueError("relative=True is only used with mode='gaussian_noise'")
+    for name, value, choices in (("order", order, randomization.ORDERS),
+                                 ("init", init, randomization.INIT_SCHEMES),
+                                 ("batchnorm", batchnorm, randomization.BATCHNORM_POLICIES)):
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"{name}={value!r} is not known; choose one of {list(choices)}")
+    check_flag("relative", relative)
+    check_flag("progress", progress)
+    check_flag("keep_maps", keep_maps)
+    check_flag("cache", cache)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    seed = int(seed)
+    x = check_images(x)
+    methods = _check_methods(methods, model)
+    metrics = _check_metrics(metrics)
+    target = _check_target(target, x.shape[0])
+    compare_options = _check_compare_options(compare_options)
+    device = check_device(device)
+    groups = _groups_for_copy(groups, model)
+    names = _module_names(model)
+    randomization.randomization_order(model, order=order, groups=groups)  # checks groups early
+    explainer_key = _explainer_key(explainer, cache)
+    explainer = explainer or default_explainer
+
+    settings = {
+        "test": "model_randomization",
+        "mode": mode, "order": order, "init": init, "batchnorm": batchnorm,
+        "std": float(std) if isinstance(std, numbers.Real) else std, "relative": relative,
+        "groups": _jsonable(groups, names),
+        "model": type(model).__name__,
+        "model_fingerprint": fingerprint(model),
+        **_common_config(x, methods, target, metrics, compare_options, keep_maps, seed, names,
+                         explainer_key),
+    }
+    settings["methods"] = methods  # the dict itself (names, settings); the key uses _jsonable
+    config = {**settings, "methods": _jsonable(methods, names)}
+
+    def run():
+        work = _working_copy(model, device)
+        if mode == "cascading":
+            gen = randomization.cascading(work, order=order, init=init, seed=seed,
+                                          groups=groups, batchnorm=batchnorm)
+        elif mode == "independent":
+            gen = randomization.independent(work, order=order, init=init, seed=seed,
+                                            groups=groups, batchnorm=batchnorm)
+        else:
+            gen = randomization.gaussian_noise(work, std=std, relative=relative, seed=seed,
+                                               groups=groups, order=order)
+        n_steps = len(randomization.randomization_order(work, order=order, groups=groups))
+        return run_sweep("model_randomization", work, gen, n_steps, x.to(device), methods, target,
+                      metrics, compare_options, progress, keep_maps,
+                      {**settings, "description": _describe_test(settings)}, seed, explainer)
+
+    return _cached_or_run(cache, config, run)
+
+
+def data_randomization_test(true_model, random_label_model, x, methods=DEFAULT_METHODS, *,
+                            target="argmax", metrics=_DEFAULT_METRICS, seed=0, device=None,
+                            progress=True, keep_maps=True, cache=False, compare_options=None,
+                            explainer=None):
+    """The data randomization test (Adebayo et al. 2018, section 5).
+
+    Explains the same inputs under a model trained on the true labels (step 0,
+    ``"original"``) and the same architecture trained on permuted labels (step 1,
+    ``"random labels"``), and compares the maps. A method that reflects what the model
+    learned from the labels must give clearly different maps for a model that could only
+    memorize.
+
+    Parameters
+    ----------
+    true_model, random_label_model : torch.nn.Module
+        Both return N x K logits for ``x`` (e.g. ``sanity_lib.training.trained_mnist_model(
+        labels="true")`` and ``labels="random"``). Never changed.
+    x : torch.Tensor
+        N x C x H x W model inputs (the same preprocessing suits both models).
+    methods, metrics, seed, device, progress, keep_maps, cache, compare_options, explainer
+        As in :func:`model_randomization_test` (``seed`` only seeds the noise floor here).
+    target : "argmax", "original", int or N ints, default "argmax"
+        "argmax": each model explains its own top class; "original": both explain the
+        true-label model's class.
+
+    Returns
+    -------
+    SanityCheckResult
+        ``layers == ["original", "random labels"]``; the table's rows all have step 1.
+
+    Examples
+    --------
+    >>> import torch, sanity_lib as sl
+    >>> true_model, _ = sl.training.trained_mnist_model(labels="true")     # doctest: +SKIP
+    >>> random_model, _ = sl.training.trained_mnist_model(labels="random")  # doctest: +SKIP
+    >>> x = sl.data.load_mnist("test")[0][:8]                               # doctest: +SKIP
+    >>> result = sl.data_randomization_test(true_model, random_model, x,
+    ...                                     ["gradient", "guided_backprop"])  # doctest: +SKIP
+    >>> result.summary()                                                    # doctest: +SKIP
+    """
+    for name, value in (("progress", progress), ("keep_maps", keep_maps), ("cache", cache)):
+        check_flag(name, value)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    seed = int(seed)
+    if not isinstance(random_label_model, nn.Module):
+        raise TypeError(f"random_label_model must be a torch.nn.Module, got "
+                        f"{type(random_label_model).__name__}")
+    x = check_images(x)
+    methods = _check_methods(methods, true_model)
+    metrics = _check_metrics(metrics)
+    target = _check_target(target, x.shape[0])
+    compare_options = _check_compare_options(compare_options)
+    device = check_device(device)
+    names = _module_names(true_model)
+    explainer_key = _explainer_key(explainer, cache)
+    explainer = explainer or default_explainer
+
+    settings = {
+        "test": "data_randomization",
+        "model": type(true_model).__name__,
+        "model_fingerprint": fingerprint(true_model),
+        "random_label_model": type(random_label_model).__name__,
+        "random_label_model_fingerprint": fingerprint(random_label_model),
+        **_common_config(x, methods, target, metrics, compare_options, keep_maps, seed, names,
+                         explainer_key),
+    }
+    settings["methods"] = methods
+    config = {**settings, "methods": _jsonable(methods, names)}
+
+    def run():
+        work = _working_copy(true_model, device)
+        steps = [("random labels", _working_copy(random_label_model, device))]
+        return run_sweep("data_randomization", work, iter(steps), 1, x.to(device), methods,
+                      target, metrics, compare_options, progress, keep_maps,
+                      {**settings, "description": _describe_test(settings)}, seed, explainer)
+
+    return _cached_or_run(cache, config, run)

@@ -6,13 +6,27 @@ full configuration, answers the questions the book and the graders ask (``mean``
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["SanityCheckResult", "TABLE_COLUMNS"]
+from sanity_lib._validation import check_choice, check_real
+
+from .statistics import LEVEL, bootstrap_interval
+
+__all__ = ["SanityCheckResult", "TABLE_COLUMNS", "PASS_THRESHOLD", "VERDICTS", "NULL_KINDS"]
+
+#: This course's rule for pass and fail (:meth:`SanityCheckResult.verdict`): a method fails
+#: when its maps keep at least this share of their similarity above the null. The paper
+#: gives no numeric threshold.
+PASS_THRESHOLD = 0.5
+#: What :meth:`SanityCheckResult.verdict` can say.
+VERDICTS = ("passes", "fails", "cannot tell")
+#: The nulls a similarity is read against (:meth:`SanityCheckResult.null_level`).
+NULL_KINDS = ("noise_floor", "mismatched")
 
 #: The columns of :attr:`SanityCheckResult.table`, in order.
 TABLE_COLUMNS = ("method", "step", "layer", "image", "metric", "value")
@@ -90,25 +104,269 @@ class SanityCheckResult:
                 f"methods={self.methods}, layers={self.layers}, images={n_images}, "
                 f"metrics={self.metrics}, rows={len(self.table)})")
 
-    def summary(self) -> pd.DataFrame:
-        """Mean, standard deviation and count of the similarity over images.
+    def summary(self, level: float = LEVEL) -> pd.DataFrame:
+        """Mean, spread, bootstrap interval and count of the similarity over images.
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``method, step, layer, metric, mean, std, n``; one row per method, step
-            and metric, in the table's order. ``std`` is the sample standard deviation
-            (ddof=1); ``n`` counts the images with a defined (non-NaN) value, and NaN values
-            are left out of ``mean`` and ``std``.
+            Columns ``method, step, layer, metric, mean, std, n, ci_low, ci_high``; one row
+            per method, step and metric, in the table's order. ``std`` is the sample standard
+            deviation (ddof=1); ``n`` counts the images with a defined (non-NaN) value, and
+            NaN values are left out of every statistic. ``ci_low``/``ci_high`` bound the
+            ``level`` percentile bootstrap interval of the mean over images
+            (:func:`~sanity_lib.checks.statistics.bootstrap_interval`).
 
         Examples
         --------
         >>> result.summary().columns.tolist()           # doctest: +SKIP
-        ['method', 'step', 'layer', 'metric', 'mean', 'std', 'n']
+        ['method', 'step', 'layer', 'metric', 'mean', 'std', 'n', 'ci_low', 'ci_high']
         """
         grouped = self.table.groupby(["method", "step", "layer", "metric"], sort=False)["value"]
         out = grouped.agg(mean="mean", std="std", n="count").reset_index()
+        bounds = [bootstrap_interval(v.to_numpy(), level=level)[1:] for _, v in grouped]
+        out["ci_low"] = [b[0] for b in bounds]
+        out["ci_high"] = [b[1] for b in bounds]
         return out
+
+    # -- queries: the numbers the book and the graders ask for
+    def step_index(self, step) -> int:
+        """A step given as its number (0 = original) or its layer name, as a number.
+
+        Examples
+        --------
+        >>> result.step_index("fc1")        # doctest: +SKIP
+        2
+        """
+        if isinstance(step, str):
+            if step not in self.layers:
+                raise ValueError(f"step={step!r} is not a step of this result; its steps are "
+                                 f"{self.layers} (or their numbers 0..{self.n_steps})")
+            return self.layers.index(step)
+        if isinstance(step, numbers.Integral) and not isinstance(step, bool) \
+                and 0 <= step <= self.n_steps:
+            return int(step)
+        raise ValueError(f"step must be a layer name of {self.layers} or a step number "
+                         f"0..{self.n_steps}, got {step!r}")
+
+    def _check_query(self, method, metric):
+        if method not in self.methods:
+            from sanity_lib.saliency import lookup
+
+            meant = lookup(method) if isinstance(method, str) else None
+            hint = (f" ({method!r} means {meant!r})" if meant and meant in self.methods
+                    else "")
+            raise ValueError(f"method={method!r} is not in this result{hint}; it holds "
+                             f"{self.methods}")
+        if metric not in self.metrics:
+            raise ValueError(f"metric={metric!r} is not in this result; it holds "
+                             f"{self.metrics}")
+
+    def values(self, method: str, step, metric: str = "spearman_abs") -> np.ndarray:
+        """The per-image similarities of one method at one step, in image order.
+
+        Step 0 (the original compared with itself) is 1 for every image. NaN marks a
+        constant map (no rank correlation).
+        """
+        self._check_query(method, metric)
+        k = self.step_index(step)
+        n = int(self.targets.shape[1])
+        if k == 0:
+            return np.ones(n)
+        rows = self.table[(self.table["method"] == method) & (self.table["step"] == k)
+                          & (self.table["metric"] == metric)].sort_values("image")
+        return rows["value"].to_numpy(np.float64)
+
+    def mean(self, method: str, step, metric: str = "spearman_abs") -> float:
+        """The mean similarity over images of one method at one step (NaN left out).
+
+        Parameters
+        ----------
+        method : str
+        step : int or str
+            A step number (0 = original, 1 = first randomized step) or a layer name.
+        metric : str, default "spearman_abs"
+
+        Examples
+        --------
+        >>> import torch, sanity_lib as sl
+        >>> r = sl.model_randomization_test(sl.models.mnist_cnn(), torch.rand(3, 1, 28, 28),
+        ...                                 ["gradient"], progress=False)
+        >>> r.mean("gradient", "original")
+        1.0
+        >>> -1.0 <= r.mean("gradient", "logits") <= 1.0
+        True
+        """
+        v = self.values(method, step, metric)
+        return float(np.nanmean(v)) if np.any(~np.isnan(v)) else float("nan")
+
+    def interval(self, method: str, step, metric: str = "spearman_abs",
+                 level: float = LEVEL) -> tuple[float, float]:
+        """The bootstrap interval over images of :meth:`mean`: ``(low, high)``."""
+        _, low, high = bootstrap_interval(self.values(method, step, metric), level=level)
+        return low, high
+
+    def curve(self, method: str, metric: str = "spearman_abs",
+              level: float = LEVEL) -> pd.DataFrame:
+        """One method's similarity step by step, with its interval and the values behind it.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per step from 0 (the original, 1 by definition) to the last: columns
+            ``step, layer, mean, ci_low, ci_high, n, values`` where ``values`` holds the
+            per-image numbers (a numpy array) the mean and interval come from.
+
+        Examples
+        --------
+        >>> curve = r.curve("gradient")                  # doctest: +SKIP
+        >>> curve[["layer", "mean", "ci_low", "ci_high"]]  # doctest: +SKIP
+        """
+        rows = []
+        for k, layer in enumerate(self.layers):
+            v = self.values(method, k, metric)
+            mean, low, high = bootstrap_interval(v, level=level)
+            rows.append({"step": k, "layer": layer, "mean": mean, "ci_low": low,
+                         "ci_high": high, "n": int(np.sum(~np.isnan(v))), "values": v})
+        return pd.DataFrame(rows, columns=["step", "layer", "mean", "ci_low", "ci_high", "n",
+                                           "values"])
+
+    def first_step_below(self, method: str, metric: str = "spearman_abs",
+                         level: float = 0.5, *, confident: bool = False):
+        """The first randomized step whose mean similarity is below ``level``, or None.
+
+        With ``confident=True`` the whole bootstrap interval must be below ``level``.
+
+        Returns
+        -------
+        int or None
+            The step number (``result.layers[k]`` names it).
+
+        Examples
+        --------
+        >>> r.first_step_below("gradient", level=1.01)
+        1
+        >>> r.first_step_below("gradient", level=-2) is None
+        True
+        """
+        check_real("level", level)
+        curve = self.curve(method, metric)
+        for row in curve.itertuples():
+            if row.step == 0:
+                continue
+            value = row.ci_high if confident else row.mean
+            if value < level:
+                return int(row.step)
+        return None
+
+    def null_level(self, metric: str = "spearman_abs", kind: str = "noise_floor",
+                   method: str | None = None) -> float:
+        """The similarity a metric shows when the maps share nothing that matters.
+
+        Parameters
+        ----------
+        metric : str
+        kind : {"noise_floor", "mismatched"}
+            ``"noise_floor"``: two independent Gaussian random maps (the paper's
+            calibration). ``"mismatched"``: the original map of image i against the
+            original map of image i + 1 (the right null for spatially smooth maps such as
+            GradCAM's, whose blobs resemble each other whatever the image); needs the maps
+            and at least two images, and ``method``.
+        method : str, optional
+            Required for ``"mismatched"``.
+        """
+        check_choice("kind", kind, NULL_KINDS)
+        if metric not in self.metrics:
+            raise ValueError(f"metric={metric!r} is not in this result; it holds "
+                             f"{self.metrics}")
+        if kind == "noise_floor":
+            return float(self.noise_floor[metric])
+        if method is None or method not in self.methods:
+            raise ValueError(f"kind='mismatched' needs method=, one of {self.methods}")
+        if not self.maps:
+            raise ValueError("kind='mismatched' needs the maps; rerun the test with "
+                             "keep_maps=True")
+        original = self.maps[method][0]
+        if original.shape[0] < 2:
+            raise ValueError("kind='mismatched' needs at least two images")
+        from sanity_lib import similarity
+
+        options = dict(self.settings.get("compare_options") or {})
+        scores = similarity.compare(original, original.roll(1, dims=0), [metric], **options)
+        return float(np.nanmean(scores[metric].numpy()))
+
+    def verdict(self, at=1, metric: str = "spearman_abs", threshold: float = PASS_THRESHOLD,
+                null: str = "noise_floor", level: float = LEVEL,
+                methods=None) -> pd.DataFrame:
+        """Passes, fails or cannot tell, per method, at one step chosen in advance.
+
+        **The rule** (this course's; the paper gives no numeric threshold). The mean
+        similarity ``s`` at step ``at`` and its bootstrap interval over images are rescaled
+        so that the null is 0 and identical maps are 1::
+
+            retained = (s - null) / (1 - null)
+
+        A method **fails** when even the interval's low end keeps at least ``threshold`` of
+        the map (the maps barely changed although the model did), **passes** when the
+        interval's high end is below ``threshold``, and the result is **cannot tell** when
+        the interval straddles the threshold (more images narrow it) or the maps were
+        constant.
+
+        Parameters
+        ----------
+        at : int or str, default 1
+            The step to judge at (a number or a layer name). Choose it before looking.
+        metric : str, default "spearman_abs"
+        threshold : float, default 0.5
+            The share of similarity above the null that counts as "barely changed".
+        null : {"noise_floor", "mismatched"}, default "noise_floor"
+            See :meth:`null_level`.
+        level : float, default 0.95
+        methods : list of str, optional
+            Default: all of the result's methods.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``method, at, metric, mean, ci_low, ci_high, n, null, retained, retained_low,
+            retained_high, verdict``.
+
+        Examples
+        --------
+        >>> table = r.verdict(at="logits")
+        >>> table["verdict"].isin(["passes", "fails", "cannot tell"]).all()
+        True
+        """
+        threshold = check_real("threshold", threshold, 0.0, 1.0, inclusive=False)
+        check_choice("null", null, NULL_KINDS)
+        k = self.step_index(at)
+        if k == 0:
+            raise ValueError("at=0 is the original model; judge at a randomized step "
+                             f"(1..{self.n_steps} or one of {self.layers[1:]})")
+        methods = self.methods if methods is None else list(methods)
+        rows = []
+        for method in methods:
+            mean, low, high = bootstrap_interval(self.values(method, k, metric), level=level)
+            floor = self.null_level(metric, null, method=method)
+            scale = 1.0 - floor
+            if scale <= 0:
+                raise ValueError(f"the {null} null of {metric} for {method} is {floor:.3f}: "
+                                 "identical maps would not stand out; use another null")
+            r, r_low, r_high = ((v - floor) / scale for v in (mean, low, high))
+            if np.isnan(r):
+                call = "cannot tell"
+            elif r_low >= threshold:
+                call = "fails"
+            elif r_high < threshold:
+                call = "passes"
+            else:
+                call = "cannot tell"
+            rows.append({"method": method, "at": self.layers[k], "metric": metric,
+                         "mean": mean, "ci_low": low, "ci_high": high,
+                         "n": int(np.sum(~np.isnan(self.values(method, k, metric)))),
+                         "null": floor, "retained": r, "retained_low": r_low,
+                         "retained_high": r_high, "verdict": call})
+        return pd.DataFrame(rows)
 
     def plot_curves(self, metric="spearman_abs", ax=None, band="std", methods=None):
         """The paper's Figures 2 and 3: similarity to the original map, step by step.

@@ -478,8 +478,9 @@ def smooth_mprt(model, x, methods, *, n_samples=10, noise_level=0.1, order="bott
     ['original', 'conv1', 'conv2', 'fc1', 'logits']
     """
     import sanity_lib
-    from sanity_lib import _cache, randomization, similarity
-    from sanity_lib.checks import SanityCheckResult, fingerprint
+    from sanity_lib import randomization, similarity
+    from sanity_lib._cache import fingerprint
+    from sanity_lib.checks.sweep import _cached_or_run
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -514,13 +515,5 @@ def smooth_mprt(model, x, methods, *, n_samples=10, noise_level=0.1, order="bott
         return _smooth_sweep(model, x, methods, n_samples, noise_level, order, init, batchnorm,
                              target, metrics, seed, progress, keep_maps, settings)
 
-    if not cache:
-        return run()
     config = {**settings, "format": _CACHE_FORMAT, "version": sanity_lib.__version__}
-    path = _cache.cache_path("sweeps", config)
-    stored = _cache.load_cached(path, expected_config=config)
-    if stored is not None:
-        return SanityCheckResult._from_payload(stored["result"])
-    result = run()
-    _cache.save_atomic({"config": config, "result": result._to_payload()}, path)
-    return result
+    return _cached_or_run(cache, config, run)

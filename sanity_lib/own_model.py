@@ -104,7 +104,7 @@ def train_cached(model, images, labels, *, name, cache=True, progress=False, **s
     (1, False)
     """
     from sanity_lib import training
-    from sanity_lib.checks import fingerprint
+    from sanity_lib._cache import fingerprint
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -133,19 +133,14 @@ def train_cached(model, images, labels, *, name, cache=True, progress=False, **s
         "settings": {k: (v if isinstance(v, (bool, int, float, str, type(None))) else repr(v))
                      for k, v in sorted(settings.items())},
     }
-    path = _cache.cache_path("checkpoints", config)
-    entry = _cache.load_cached(path, expected_config=config)
-    if entry is not None:
-        try:
-            model.load_state_dict(entry["state_dict"])
-            return model.eval(), training.TrainingHistory.from_dict(entry["history"])
-        except (KeyError, RuntimeError, TypeError) as err:
-            warnings.warn(f"cached checkpoint {path} does not fit the model ({err}); "
-                          "training again", RuntimeWarning, stacklevel=2)
-    history = run()
-    _cache.save_atomic({"config": config, "state_dict": model.state_dict(),
-                        "history": history.to_dict()}, path)
-    return model, history
+    def load(entry):
+        history = training.TrainingHistory.from_dict(entry["history"])
+        model.load_state_dict(entry["state_dict"])
+        return history
+
+    history = _cache.cached("checkpoints", config, run, what="checkpoint", load=load,
+                            dump=lambda h: training._checkpoint(model, h))
+    return model.eval(), history
 
 
 # ----------------------------------------------------------------------------- layer groups

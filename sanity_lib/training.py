@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -433,37 +432,27 @@ def mnist_training_data(arch: str = "cnn", labels: str = "true", n_train: int | 
     return images[index], targets[index]
 
 
-def _fingerprint(*tensors: torch.Tensor) -> str:
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _restore(model: nn.Module, entry, path) -> TrainingHistory | None:
-    """Load a cached entry into ``model``; None (after a warning) when it does not fit."""
-    try:
-        state = entry["state_dict"]
-        expected = model.state_dict()
-        if set(state) != set(expected):
-            missing, extra = set(expected) - set(state), set(state) - set(expected)
-            raise ValueError(f"missing keys {sorted(missing)[:3]}, unexpected keys "
-                             f"{sorted(extra)[:3]}")
-        for key, tensor in expected.items():
-            if not isinstance(state[key], torch.Tensor) or state[key].shape != tensor.shape:
-                got = getattr(state[key], "shape", type(state[key]).__name__)
-                raise ValueError(f"{key} has shape {tuple(got)}, the model needs "
-                                 f"{tuple(tensor.shape)}")
-        history = TrainingHistory.from_dict(entry["history"])
-        model.load_state_dict(state, strict=True)
-    except Exception as err:  # any malformed entry: rebuild rather than crash
-        warnings.warn(f"cache file {path} holds a checkpoint that does not fit the model "
-                      f"({type(err).__name__}: {err}); deleting it and retraining",
-                      RuntimeWarning, stacklevel=3)
-        path.unlink(missing_ok=True)
-        return None
+def _restore(model: nn.Module, entry) -> TrainingHistory:
+    """Load a cached entry into ``model``; raises (ValueError, KeyError) when it does not fit."""
+    state = entry["state_dict"]
+    expected = model.state_dict()
+    if set(state) != set(expected):
+        missing, extra = set(expected) - set(state), set(state) - set(expected)
+        raise ValueError(f"missing keys {sorted(missing)[:3]}, unexpected keys "
+                         f"{sorted(extra)[:3]}")
+    for key, tensor in expected.items():
+        if not isinstance(state[key], torch.Tensor) or state[key].shape != tensor.shape:
+            got = getattr(state[key], "shape", type(state[key]).__name__)
+            raise ValueError(f"{key} has shape {tuple(got)}, the model needs "
+                             f"{tuple(tensor.shape)}")
+    history = TrainingHistory.from_dict(entry["history"])
+    model.load_state_dict(state, strict=True)
     return history
+
+
+def _checkpoint(model: nn.Module, history: TrainingHistory) -> dict:
+    """What the cache stores of a trained model: its weights and its plain history."""
+    return {"state_dict": model.state_dict(), "history": history.to_dict()}
 
 
 def trained_mnist_model(arch: str = "cnn", labels: str = "true", activation: str = "relu",
@@ -577,25 +566,19 @@ def trained_mnist_model(arch: str = "cnn", labels: str = "true", activation: str
         "label_smoothing": float(recipe["label_smoothing"]),
         "target_accuracy": recipe["target_accuracy"],
         "n_train": len(targets),
-        "data_fingerprint": _fingerprint(images, targets),
+        "data_fingerprint": [_cache.fingerprint(images), _cache.fingerprint(targets)],
     }
-    path = None
-    if cache:
-        path = _cache.cache_path("checkpoints", config)  # OSError if not writable
-        entry = _cache.load_cached(path, expected_config=config)
-        if entry is not None:
-            history = _restore(model, entry, path)
-            if history is not None:
-                return model.eval(), history
+    def run():
+        history = train(model, images, targets, epochs=recipe["epochs"],
+                        batch_size=recipe["batch_size"], lr=recipe["lr"],
+                        optimizer=recipe["optimizer"], schedule=recipe["schedule"],
+                        augment=recipe["augment"], label_smoothing=recipe["label_smoothing"],
+                        target_accuracy=recipe["target_accuracy"],
+                        permute_labels=labels == "random",
+                        seed=seed, progress=progress, eval_data=load_mnist("test"))
+        return history
 
-    history = train(model, images, targets, epochs=recipe["epochs"],
-                    batch_size=recipe["batch_size"], lr=recipe["lr"],
-                    optimizer=recipe["optimizer"], schedule=recipe["schedule"],
-                    augment=recipe["augment"], label_smoothing=recipe["label_smoothing"],
-                    target_accuracy=recipe["target_accuracy"],
-                    permute_labels=labels == "random",
-                    seed=seed, progress=progress, eval_data=load_mnist("test"))
-    if cache:
-        _cache.save_atomic({"config": config, "state_dict": model.state_dict(),
-                            "history": history.to_dict()}, path)
-    return model, history
+    history = _cache.cached("checkpoints", config, run, enabled=cache, what="checkpoint",
+                            dump=lambda h: _checkpoint(model, h),
+                            load=lambda entry: _restore(model, entry))
+    return model.eval(), history

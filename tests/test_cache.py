@@ -214,12 +214,21 @@ def test_unwritable_cache_folder_raises_oserror_naming_the_fix(tmp_path, monkeyp
         trained_mnist_model(**SMALL)
     assert str(folder) in str(info.value)
     assert not fake_train  # it fails before spending time on training
-    if os.geteuid() != 0:  # a read-only folder stops everyone but root
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o500)
-        monkeypatch.setenv("SANITY_LIB_CACHE", str(locked))
-        with pytest.raises(OSError, match=f"{locked}.*SANITY_LIB_CACHE"):
-            trained_mnist_model(**SMALL)
+
+
+def test_read_only_cache_still_serves_its_entries_and_warns_when_it_cannot_store(
+        cache, train_calls, monkeypatch):
+    first, _ = trained_mnist_model(**SMALL)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_cache, "save_atomic", read_only)
+    again, _ = trained_mnist_model(**SMALL)            # a hit: nothing to store
+    assert len(train_calls) == 1 and _same_weights(first, again)
+    with pytest.warns(RuntimeWarning, match="could not store the checkpoint"):
+        other, _ = trained_mnist_model(**{**SMALL, "seed": 1})   # a miss: trained, not stored
+    assert len(train_calls) == 2 and not other.training
 
 
 def test_default_folder_follows_xdg_cache_home(tmp_path, monkeypatch):
@@ -270,3 +279,73 @@ def test_save_atomic_keeps_the_old_file_when_saving_fails(cache):
     entry = _cache.load_cached(path, expected_config={"n": 1})
     assert torch.equal(entry["value"], torch.arange(3))
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+
+
+# ---------------------------------------------------------------- a shared cache
+
+
+def test_entries_are_readable_by_others_as_the_umask_allows(cache):
+    path = _cache.cache_path("things", {"n": 1})
+    old = os.umask(0o022)
+    try:
+        _cache.save_atomic({"config": {"n": 1}, "value": torch.ones(1)}, path)
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_an_entry_that_cannot_be_read_is_left_alone(cache, monkeypatch):
+    path = _cache.cache_path("things", {"n": 1})
+    _cache.save_atomic({"config": {"n": 1}, "value": torch.ones(1)}, path)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_cache, "open", denied, raising=False)  # another account's entry
+    with pytest.warns(RuntimeWarning, match="cannot be read.*leaving it in place"):
+        assert _cache.load_cached(path, expected_config={"n": 1}) is None
+    assert path.exists(), "a file we could not read may be someone's good entry"
+
+
+def test_a_folder_where_an_entry_should_be_is_reported_not_a_crash(cache):
+    path = _cache.cache_path("things", {"n": 2})
+    path.mkdir()
+    with pytest.warns(RuntimeWarning, match="cannot be read"):
+        assert _cache.load_cached(path, expected_config={"n": 2}) is None
+    assert path.is_dir()
+
+
+def test_a_corrupt_entry_that_cannot_be_deleted_is_ignored_with_a_warning(cache, monkeypatch):
+    path = _cache.cache_path("things", {"n": 3})
+    path.write_bytes(b"garbage" * 10)
+
+    def sticky(self, missing_ok=False):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(type(path), "unlink", sticky)
+    with pytest.warns(RuntimeWarning) as caught:
+        assert _cache.load_cached(path, expected_config={"n": 3}) is None
+    messages = " ".join(str(w.message) for w in caught)
+    assert "unreadable" in messages and "cannot be deleted" in messages
+
+
+def test_cached_recomputes_an_entry_that_does_not_fit(cache):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return torch.arange(3)
+
+    kwargs = dict(dump=lambda v: {"value": v}, load=lambda e: e["value"] + e["missing"])
+    with pytest.warns(RuntimeWarning, match="does not fit"):
+        _cache.cached("things", {"n": 4}, compute, **kwargs)   # stored, then...
+        _cache.cached("things", {"n": 4}, compute, **kwargs)   # ...load fails: recompute
+    assert len(calls) == 2
+
+
+def test_one_fingerprint_for_models_and_tensors():
+    from sanity_lib.checks import fingerprint
+
+    assert fingerprint is _cache.fingerprint
+    assert _cache.fingerprint(torch.zeros(2)) != _cache.fingerprint(torch.zeros(3))
+    assert _cache.fingerprint(torch.zeros(2)) != _cache.fingerprint(torch.zeros(2).double())

@@ -129,7 +129,9 @@ def test_the_given_model_is_not_changed(digits):
 
 def test_summary_is_mean_and_std_over_images(result):
     summary = result.summary()
-    assert list(summary.columns) == ["method", "step", "layer", "metric", "mean", "std", "n"]
+    assert list(summary.columns) == ["method", "step", "layer", "metric", "mean", "std", "n",
+                                     "ci_low", "ci_high"]
+    assert (summary["ci_low"] <= summary["mean"] + 1e-12).all()
     assert len(summary) == len(METHODS) * (len(CNN_TOP_DOWN) - 1) * len(METRICS)
     row = summary.query("method == 'guided_backprop' and step == 2 and metric == 'ssim'")
     values = result.table.query(

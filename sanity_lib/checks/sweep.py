@@ -10,7 +10,6 @@ library.
 from __future__ import annotations
 
 import copy
-import hashlib
 import numbers
 import warnings
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sanity_lib._cache import cached, fingerprint
 from sanity_lib._validation import check_choices, parse_methods
 
 from .result import TABLE_COLUMNS, SanityCheckResult, _make_table
@@ -30,45 +30,6 @@ TARGETS = ("argmax", "original")
 # 2: maps from shared passes on a batch-norm-folded, channels-last copy (rounding differs).
 _CACHE_FORMAT = 2
 _ARGMAX_BATCH = 32
-
-
-def _hash_tensor(h, t: torch.Tensor) -> None:
-    t = t.detach().to("cpu").contiguous()
-    h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
-    if t.numel():
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-
-
-def fingerprint(obj) -> str:
-    """A short SHA-256 of a model's architecture and ``state_dict``, or of a tensor.
-
-    Two models with the same class, layout (``repr``) and bit-identical parameters and
-    buffers get the same fingerprint; changing any weight changes it. The cache of
-    :func:`model_randomization_test` uses it so a retrained model never reuses old results.
-
-    Examples
-    --------
-    >>> from sanity_lib.models import mnist_cnn
-    >>> fingerprint(mnist_cnn(seed=0)) == fingerprint(mnist_cnn(seed=0))
-    True
-    >>> fingerprint(mnist_cnn(seed=0)) == fingerprint(mnist_cnn(seed=1))
-    False
-    """
-    h = hashlib.sha256()
-    if isinstance(obj, torch.Tensor):
-        _hash_tensor(h, obj)
-    elif isinstance(obj, nn.Module):
-        h.update(f"{type(obj).__module__}.{type(obj).__qualname__}\n{obj!r}\n".encode())
-        for name, value in obj.state_dict().items():
-            h.update(name.encode())
-            if isinstance(value, torch.Tensor):
-                _hash_tensor(h, value)
-            else:  # extra state
-                h.update(repr(value).encode())
-    else:
-        raise TypeError(f"fingerprint takes a torch.nn.Module or a torch.Tensor, "
-                        f"got {type(obj).__name__}")
-    return h.hexdigest()[:24]
 
 
 def _jsonable(value, names: dict):
@@ -308,21 +269,9 @@ def run_sweep(test, original, steps, n_steps, x, methods, target, metrics, compa
 
 
 def _cached_or_run(cache: bool, config: dict, run):
-    from sanity_lib import _cache
-
-    if not cache:
-        return run()
-    path = _cache.cache_path("sweeps", config)
-    stored = _cache.load_cached(path, expected_config=config)
-    if stored is not None:
-        try:
-            return SanityCheckResult._from_payload(stored["result"])
-        except (KeyError, TypeError, AttributeError) as err:
-            warnings.warn(f"cached sweep {path} has an unexpected layout ({err}); recomputing",
-                          RuntimeWarning, stacklevel=3)
-    result = run()
-    _cache.save_atomic({"config": config, "result": result._to_payload()}, path)
-    return result
+    return cached("sweeps", config, run, enabled=cache, what="sweep",
+                  dump=lambda result: {"result": result._to_payload()},
+                  load=lambda entry: SanityCheckResult._from_payload(entry["result"]))
 
 
 def _common_config(x, methods, target, metrics, compare_options, keep_maps, seed, names,

@@ -1,0 +1,178 @@
+"""A real classroom round trip with nbgrader, run with the instructor guide's own commands.
+
+The two shell blocks of "Grading with nbgrader" in book/instructor_guide.md run unchanged in a
+temporary course folder: the first exports chapters 1 and 2 with nbgrader metadata
+(tools/export_nbgrader.py) and runs `nbgrader generate_assignment`; three students then hand in
+each chapter; the second block runs `nbgrader autograde` and `nbgrader generate_feedback`.
+Reading the scores back from nbgrader's gradebook database proves, for each chapter, that
+
+- a student who answers every exercise gets every autograded point,
+- a student who hands in the released notebook untouched gets 0,
+- a student with one typical mistake gets exactly the points of the other exercises, and the
+  feedback HTML shows the message with which the sanity_lib check rejected the mistake.
+
+Written answers are graded by hand in nbgrader, so only the autograded (code) score can be full.
+The notebooks run in the kernel python3 of this project's .venv, with the long timeouts of the
+course's nbgrader_config.py: nothing here depends on the speed of the machine.
+"""
+import html
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+ROOT = Path(__file__).resolve().parents[1]
+GUIDE = ROOT / "book" / "instructor_guide.md"
+MARKER = "% tests/test_nbgrader.py runs this block as it is"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    name: str      # the assignment, also the notebook's name
+    points: int    # autograded points: one per check
+    exercise: str  # the exercise the third student gets wrong (its check is worth 1 point)
+    correct: str   # a piece of that exercise's solution ...
+    wrong: str     # ... the typical mistake that replaces it ...
+    message: str   # ... and what the check says about it
+
+
+CHAPTERS = [
+    Chapter("ch01_saliency_methods", 5, "ch1_ex1",  # a sign error: the absolute gradient
+            correct='x * sl.saliency.explain(model, x, "gradient")',
+            wrong='x * sl.saliency.explain(model, x, "gradient").abs()',
+            message="You multiplied x by the *absolute* gradient. Keep the gradient's sign"),
+    Chapter("ch02_comparing_maps", 5, "ch2_ex1",  # a wrong normalization: max, not percentile
+            correct="torch.quantile(flat, 0.99, dim=1, keepdim=True)",
+            wrong="flat.amax(dim=1, keepdim=True)",
+            message="You divided by the maximum instead of the 99th percentile."),
+]
+SOLVED, UNTOUCHED, MISTAKE = "solved", "untouched", "one_mistake"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def guide_blocks() -> list:
+    """The shell blocks of the instructor guide that this test runs, in order."""
+    text = GUIDE.read_text()
+    return re.findall(re.escape(MARKER) + r"\n```bash\n(.*?)```", text, re.S)
+
+
+def run_block(block: str, env: dict) -> str:
+    """Run one block of the guide with bash from the repository root, as a teacher would."""
+    proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"the guide's commands failed:\n{block}\n{log[-6000:]}"
+    assert "| ERROR]" not in log, log[-6000:]
+    return log
+
+
+def solution_cells(nb) -> dict:
+    """grade_id -> cell, for the cells nbgrader marks as a student's answer."""
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("solution")}
+
+
+def answered(release, source, chapter: Chapter | None = None):
+    """The released notebook with every answer filled in from the solutions, as a student who
+    solved the chapter hands it in; with ``chapter``, its typical mistake is made on the way."""
+    nb = nbformat.from_dict(release)
+    answers = solution_cells(source)
+    for grade_id, cell in solution_cells(nb).items():
+        cell.source = answers[grade_id].source
+    if chapter is not None:
+        hits = [c for c in nb.cells if c.cell_type == "code" and chapter.correct in c.source]
+        assert len(hits) == 1, f"'{chapter.correct}' should be in exactly one cell"
+        hits[0].source = hits[0].source.replace(chapter.correct, chapter.wrong)
+    return nb
+
+
+def hand_in(course: Path, student: str, chapter: Chapter, nb) -> None:
+    """Put a student's notebook where nbgrader collects it: submitted/<student>/<assignment>/."""
+    folder = course / "submitted" / student / chapter.name
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / f"{chapter.name}.ipynb")
+
+
+def notebook(course: Path, kind: str, chapter: Chapter):
+    return nbformat.read(course / kind / chapter.name / f"{chapter.name}.ipynb", as_version=4)
+
+
+def feedback_text(course: Path, student: str, chapter: Chapter) -> str:
+    """The feedback page as plain text (tags and the colours of tracebacks removed)."""
+    page = course / "feedback" / student / chapter.name / f"{chapter.name}.html"
+    return html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
+
+
+def scores(course: Path, student: str, chapter: Chapter) -> dict:
+    """What the gradebook holds for one submission: the code score and each cell's points."""
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        sub = gb.find_submission_notebook(chapter.name, chapter.name, student)
+        return {"code": sub.code_score, "max_code": sub.max_code_score, "total": sub.score,
+                "checks": {g.name: g.score for g in sub.grades if g.cell_type == "code"}}
+
+
+# ----------------------------------------------------------------------------- the round trip
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """A course folder after the whole round trip; the commands' logs are in course/*.log."""
+    base = tmp_path_factory.mktemp("nbgrader")
+    course = base / "course"
+    # Jupyter's user folders are kept out, so only the project's own kernel and config count.
+    env = {**os.environ, "COURSE": str(course),
+           **{var: str(base / name) for var, name in [("JUPYTER_CONFIG_DIR", "config"),
+                                                      ("JUPYTER_DATA_DIR", "data"),
+                                                      ("JUPYTER_RUNTIME_DIR", "runtime")]}}
+    env.pop("JUPYTER_PATH", None)
+    blocks = guide_blocks()
+    assert len(blocks) == 2, f"{GUIDE.name} should have two blocks marked '{MARKER}'"
+    prepare, grade = blocks
+
+    (base / "prepare.log").write_text(run_block(prepare, env))
+    for chapter in CHAPTERS:
+        source, release = notebook(course, "source", chapter), notebook(course, "release", chapter)
+        hand_in(course, SOLVED, chapter, answered(release, source))
+        hand_in(course, UNTOUCHED, chapter, release)
+        hand_in(course, MISTAKE, chapter, answered(release, source, chapter))
+    (base / "grade.log").write_text(run_block(grade, env))
+    return course
+
+
+def test_the_guide_uses_the_kernel_of_this_environment(course):
+    log = (course.parent / "prepare.log").read_text()
+    found = re.search(r"^\s*python3\s+(\S+)", log, re.M)
+    assert found, f"`jupyter kernelspec list` shows no python3 kernel:\n{log[-3000:]}"
+    assert Path(found.group(1)) == ROOT / ".venv" / "share" / "jupyter" / "kernels" / "python3"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
+def test_a_solved_notebook_gets_every_autograded_point(course, chapter):
+    got = scores(course, SOLVED, chapter)
+    assert got["max_code"] == chapter.points
+    assert got["code"] == chapter.points, got["checks"]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
+def test_an_untouched_notebook_gets_zero(course, chapter):
+    got = scores(course, UNTOUCHED, chapter)
+    assert got["total"] == 0, got["checks"]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
+def test_one_mistake_costs_exactly_that_exercise(course, chapter):
+    got = scores(course, MISTAKE, chapter)
+    failed = [name for name, score in got["checks"].items() if score != 1]
+    assert failed == [f"check-{chapter.exercise}"], got["checks"]
+    assert got["code"] == chapter.points - 1
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
+def test_the_feedback_names_what_the_check_rejected(course, chapter):
+    assert chapter.message in feedback_text(course, MISTAKE, chapter)
+    assert chapter.message not in feedback_text(course, SOLVED, chapter)

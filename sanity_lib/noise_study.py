@@ -569,7 +569,7 @@ def accuracy_under_noise(model, images, labels, stds, seeds=(0,), relative=False
 
     Examples
     --------
-    >>> import sanity_lib as sl
+    >>> import torch, sanity_lib as sl
     >>> x, y = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
     >>> acc = accuracy_under_noise(sl.models.mnist_mlp(), x, y, stds=[0.0])
     >>> acc["accuracy"].nunique()     # std 0 changes nothing

@@ -244,6 +244,9 @@ class SanityCheckResult:
 
         Examples
         --------
+        >>> import torch, sanity_lib as sl
+        >>> r = sl.model_randomization_test(sl.models.mnist_cnn(), torch.rand(3, 1, 28, 28),
+        ...                                 ["gradient"], progress=False)
         >>> r.first_step_below("gradient", level=1.01)
         1
         >>> r.first_step_below("gradient", level=-2) is None
@@ -333,8 +336,11 @@ class SanityCheckResult:
 
         Examples
         --------
+        >>> import torch, sanity_lib as sl
+        >>> r = sl.model_randomization_test(sl.models.mnist_cnn(), torch.rand(3, 1, 28, 28),
+        ...                                 ["gradient"], progress=False)
         >>> table = r.verdict(at="logits")
-        >>> table["verdict"].isin(["passes", "fails", "cannot tell"]).all()
+        >>> bool(table["verdict"].isin(["passes", "fails", "cannot tell"]).all())
         True
         """
         threshold = check_real("threshold", threshold, 0.0, 1.0, inclusive=False)

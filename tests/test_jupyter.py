@@ -5,34 +5,15 @@ real server on a free localhost port, with no browser, and check that it serves 
 knows a Python kernel that can import sanity_lib.
 """
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, http_get as _get, running_jupyter_lab
+
 BIN = Path(sys.executable).parent
-START_TIMEOUT_S = 180  # a cold start on a loaded 2-core machine can take a while
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as err:
-        return err.code, ""
 
 
 @pytest.mark.parametrize("command", ["jupyter-lab", "jupyter-notebook", "jupyter-nbconvert",
@@ -47,42 +28,9 @@ def test_the_setup_installs_the_jupyter_commands(command):
 
 @pytest.fixture
 def lab_server(tmp_path):
-    """A real `jupyter lab` on a free localhost port, stopped at the end of the test."""
-    port = _free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    log = open(tmp_path / "lab.log", "w")
-    proc = subprocess.Popen(
-        [str(BIN / "jupyter"), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.port_retries=0",
-         f"--ServerApp.root_dir={ROOT}"]
-        # CI runs as root, where Jupyter refuses to start without this flag.
-        + (["--allow-root"] if os.geteuid() == 0 else []),
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail("jupyter lab exited at start:\n" + (tmp_path / "lab.log").read_text())
-            try:
-                status, _ = _get(base + "/api/status")
-                if status == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab did not answer within {START_TIMEOUT_S} s:\n"
-                            + (tmp_path / "lab.log").read_text())
-            time.sleep(0.5)
+    """A real `jupyter lab` on a free localhost port serving the project, stopped at the end."""
+    with running_jupyter_lab(tmp_path, ROOT) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_jupyter_lab_serves_the_lab_and_a_python_kernel(lab_server):

@@ -336,7 +336,7 @@ def plot_edge_similarity(table, detector="sobel", metric="spearman_abs", groups=
     """
     import matplotlib.pyplot as plt
 
-    from sanity_lib.plotting import METHOD_LABELS, METRIC_LABELS
+    from sanity_lib.plotting import METRIC_LABELS, _label
 
     needed = set(_TABLE_COLUMNS)
     if not isinstance(table, pd.DataFrame) or not needed <= set(table.columns):
@@ -382,7 +382,7 @@ def plot_edge_similarity(table, detector="sobel", metric="spearman_abs", groups=
         ax.axhline(floor, color="k", ls="--", lw=1, label="noise floor")
     ax.axhline(0.0, color="0.8", lw=0.8, zorder=0)
     ax.set_xticks(range(len(methods)))
-    ax.set_xticklabels([METHOD_LABELS.get(m, m) for m in methods], rotation=20, ha="right")
+    ax.set_xticklabels([_label(m) for m in methods], rotation=20, ha="right")
     ax.set_xlim(-0.6, len(methods) - 0.4)
     ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)}\nwith the {DETECTOR_LABELS[detector]}"
                   if detector in DETECTOR_LABELS else METRIC_LABELS.get(metric, metric))

@@ -636,7 +636,7 @@ def plot_noise_curves(curves, metric_label="similarity to the original map", noi
     """
     import matplotlib.pyplot as plt
 
-    from sanity_lib.plotting import METHOD_LABELS
+    from sanity_lib.plotting import _label
 
     _check_columns(curves, _CURVE_COLUMNS, "curves")
     summary = seed_summary(curves)
@@ -664,7 +664,7 @@ def plot_noise_curves(curves, metric_label="similarity to the original map", noi
             c = part[part["method"] == method].sort_values("step")
             color = _method_color(method, available)
             ax.plot(c["step"], c["mean"], "o-", ms=4, color=color,
-                    label=METHOD_LABELS.get(method, method))
+                    label=_label(method))
             ax.fill_between(c["step"], c["mean"] - c["seed_std"], c["mean"] + c["seed_std"],
                             color=color, alpha=0.18, lw=0)
         if noise_floor is not None:

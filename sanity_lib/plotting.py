@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sanity_lib.saliency._registry import REGISTRY
+from sanity_lib.saliency._registry import REGISTRY, method_label
 
 __all__ = ["plot_curves", "plot_grid", "METRIC_LABELS", "METHOD_LABELS"]
 
@@ -27,7 +27,8 @@ METRIC_LABELS = {
     "ssim": "SSIM",
     "hog": "HOG feature correlation",
 }
-#: How the methods are written in legends and row labels (from the method registry).
+#: How the built-in methods are written in legends and row labels (from the method registry;
+#: figures ask the registry itself, so a method registered later gets its label too).
 METHOD_LABELS = {name: spec.label for name, spec in REGISTRY.items()}
 BANDS = ("std", "iqr", None)
 _ABS_CMAP = "gray"
@@ -35,7 +36,7 @@ _DIVERGING_CMAP = "RdBu_r"
 
 
 def _label(name: str) -> str:
-    return METHOD_LABELS.get(name, name)
+    return method_label(name)
 
 
 def _check_table(table):

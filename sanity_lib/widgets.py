@@ -487,7 +487,7 @@ _MODE_WORDS = {"abs": "absolute value", "diverging": "signed (diverging)"}
 
 
 def _method_label(method):
-    return plotting.METHOD_LABELS.get(method, method)
+    return plotting._label(method)
 
 
 def _step_phrase(settings, layer, step):

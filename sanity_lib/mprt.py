@@ -56,8 +56,6 @@ __all__ = [
 N_BINS = 100
 _METRICS = ("spearman_abs", "spearman_diverging", "ssim", "hog")
 _TARGETS = ("argmax", "original")
-# Bump when what a cached smooth-MPRT sweep holds, or how it is computed, changes.
-_CACHE_FORMAT = 1
 # The most (image, noise sample) rows handed to one explain() call.
 _ROWS_PER_CALL = 256
 
@@ -355,75 +353,9 @@ def smooth_explain(model, x, method, *, n_samples=10, noise_level=0.1, seed=0, t
     if target.numel() != n:
         raise ValueError(f"target holds {target.numel()} classes but x holds {n} images; give "
                          "one class per image, a single int, or None")
-    noise = saliency.smoothgrad_noise(x.cpu(), n_samples=n_samples, noise_level=noise_level,
-                                      seed=seed).to(x.device, x.dtype)
-    per_call = max(1, _ROWS_PER_CALL // n)  # noisy copies of the whole batch per call
-    total = None
-    for s0 in range(0, n_samples, per_call):
-        eps = noise[s0:s0 + per_call]
-        k = eps.shape[0]
-        rows = (x.unsqueeze(0) + eps).reshape((k * n,) + tuple(x.shape[1:]))
-        maps = saliency.explain(model, rows, method, target=target.repeat(k), **settings)
-        part = maps.reshape((k, n) + tuple(maps.shape[1:])).sum(0)
-        total = part if total is None else total + part
-    return total / n_samples
-
-
-def _smooth_sweep(model, x, methods, n_samples, noise_level, order, init, batchnorm, target,
-                  metrics, seed, progress, keep_maps, settings):
-    from tqdm.auto import tqdm
-
-    from sanity_lib import randomization, similarity
-    from sanity_lib.checks import TABLE_COLUMNS, SanityCheckResult
-
-    def explain_all(m, targets):
-        return {name: smooth_explain(m, x, name, n_samples=n_samples, noise_level=noise_level,
-                                     seed=seed, target=targets, **s).cpu()
-                for name, s in methods.items()}
-
-    work = copy.deepcopy(model).eval()
-    t0 = _argmax(work, x).cpu()
-    first = explain_all(work, t0)
-    kept = {name: [maps] for name, maps in first.items()}
-    layers, targets, scores = ["original"], [t0], {}
-    plan = randomization.cascading(work, order=order, init=init, seed=seed, batchnorm=batchnorm)
-    n_steps = len(randomization.randomization_order(work, order=order))
-    for k, (layer, randomized) in enumerate(
-            tqdm(plan, total=n_steps, desc="smooth MPRT", unit="step", disable=not progress),
-            start=1):
-        tk = t0 if target == "original" else _argmax(randomized, x).cpu()
-        maps = explain_all(randomized, tk)
-        for name in methods:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", similarity.ConstantMapWarning)
-                scores[name, k] = similarity.compare(first[name], maps[name], metrics)
-            if keep_maps:
-                kept[name].append(maps[name])
-        layers.append(str(layer))
-        targets.append(tk)
-    cols = {c: [] for c in TABLE_COLUMNS}
-    n = x.shape[0]
-    for name in methods:
-        for k in range(1, len(layers)):
-            for metric in metrics:
-                cols["method"] += [name] * n
-                cols["step"] += [k] * n
-                cols["layer"] += [layers[k]] * n
-                cols["image"] += list(range(n))
-                cols["metric"] += [metric] * n
-                cols["value"] += scores[name, k][metric].tolist()
-    table = pd.DataFrame({
-        "method": pd.Series(cols["method"], dtype=str),
-        "step": np.asarray(cols["step"], dtype=np.int64),
-        "layer": pd.Series(cols["layer"], dtype=str),
-        "image": np.asarray(cols["image"], dtype=np.int64),
-        "metric": pd.Series(cols["metric"], dtype=str),
-        "value": np.asarray(cols["value"], dtype=np.float64)}, columns=list(TABLE_COLUMNS))
-    floor = similarity.noise_floor(tuple(x.shape[1:]), metrics=metrics, seed=seed)
-    maps = {name: torch.stack(v) for name, v in kept.items()} if keep_maps else {}
-    return SanityCheckResult(table=table, maps=maps, layers=layers, noise_floor=floor,
-                             targets=torch.stack(targets), settings=settings,
-                             inputs=x.detach().cpu())
+    smooth = saliency.Smoothed(saliency.explain_each, n_samples=n_samples,
+                               noise_level=noise_level, seed=seed, rows_per_call=_ROWS_PER_CALL)
+    return smooth(model, x, {method: settings}, target)[method]
 
 
 def smooth_mprt(model, x, methods, *, n_samples=10, noise_level=0.1, order="bottom_up",
@@ -477,10 +409,8 @@ def smooth_mprt(model, x, methods, *, n_samples=10, noise_level=0.1, order="bott
     >>> result.layers
     ['original', 'conv1', 'conv2', 'fc1', 'logits']
     """
-    import sanity_lib
-    from sanity_lib import randomization, similarity
-    from sanity_lib._cache import fingerprint
-    from sanity_lib.checks.sweep import _cached_or_run
+    from sanity_lib import randomization, saliency, similarity
+    from sanity_lib.checks import model_randomization_test
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -502,18 +432,13 @@ def smooth_mprt(model, x, methods, *, n_samples=10, noise_level=0.1, order="bott
                          f"{', '.join(similarity.METRICS)}")
     for name, value in (("progress", progress), ("keep_maps", keep_maps), ("cache", cache)):
         check_flag(name, value)
-    settings = {
-        "test": "smooth_model_randomization", "mode": "cascading", "order": order,
-        "init": init, "batchnorm": batchnorm, "n_samples": n_samples,
-        "noise_level": noise_level, "target": target, "metrics": metrics, "seed": seed,
-        "methods": methods, "model": type(model).__name__,
-        "model_fingerprint": fingerprint(model), "x_fingerprint": fingerprint(x),
-        "x_shape": list(x.shape), "keep_maps": keep_maps,
-    }
-
-    def run():
-        return _smooth_sweep(model, x, methods, n_samples, noise_level, order, init, batchnorm,
-                             target, metrics, seed, progress, keep_maps, settings)
-
-    config = {**settings, "format": _CACHE_FORMAT, "version": sanity_lib.__version__}
-    return _cached_or_run(cache, config, run)
+    # Smooth MPRT is the model randomization test with a smoothing explainer.
+    explainer = saliency.Smoothed(n_samples=n_samples, noise_level=noise_level, seed=seed,
+                                  rows_per_call=_ROWS_PER_CALL)
+    result = model_randomization_test(
+        model, x, methods, mode="cascading", order=order, init=init, batchnorm=batchnorm,
+        target=target, metrics=metrics, seed=seed, progress=progress, keep_maps=keep_maps,
+        cache=cache, explainer=explainer)
+    result.settings.update(test="smooth_model_randomization", n_samples=n_samples,
+                           noise_level=noise_level)
+    return result

@@ -246,16 +246,30 @@ def test_smooth_mprt_cache_round_trip(digits, monkeypatch, tmp_path):
     model = mnist_cnn(seed=0)
     kwargs = dict(n_samples=2, metrics=["spearman_abs"], progress=False, cache=True)
     first = mprt.smooth_mprt(model, digits, ["gradient"], **kwargs)
-    assert len(list((tmp_path / "sweeps").glob("*.pt"))) == 1
-
-    def broken(*args, **kw):
-        raise AssertionError("explain was called although the result is cached")
-
-    monkeypatch.setattr(sl.saliency, "explain", broken)
+    entries = lambda: sorted((tmp_path / "sweeps").glob("*.pt"))  # noqa: E731
+    assert len(entries()) == 1
+    stamp = entries()[0].stat().st_mtime_ns
     again = mprt.smooth_mprt(model, digits, ["gradient"], **kwargs)
     assert again.table.equals(first.table) and again.layers == first.layers
-    with pytest.raises(AssertionError, match="explain was called"):  # another noise level
-        mprt.smooth_mprt(model, digits, ["gradient"], noise_level=0.2, **kwargs)
+    assert len(entries()) == 1 and entries()[0].stat().st_mtime_ns == stamp  # read, not rewritten
+    assert again.settings["test"] == "smooth_model_randomization"
+    mprt.smooth_mprt(model, digits, ["gradient"], noise_level=0.2, **kwargs)  # another noise
+    assert len(entries()) == 2
+    # the plain MPRT of the same model and images is another entry too
+    sl.model_randomization_test(model, digits, ["gradient"], order="bottom_up",
+                                metrics=["spearman_abs"], progress=False, cache=True)
+    assert len(entries()) == 3
+
+
+def test_smooth_mprt_is_the_sweep_with_a_smoothing_explainer(digits):
+    model = mnist_cnn(seed=0)
+    smooth = mprt.smooth_mprt(model, digits, ["gradient", "guided_backprop"], n_samples=3,
+                              metrics=["spearman_abs"], progress=False)
+    explainer = sl.saliency.Smoothed(n_samples=3, noise_level=0.1, seed=0)
+    plain = sl.model_randomization_test(model, digits, ["gradient", "guided_backprop"],
+                                        order="bottom_up", metrics=["spearman_abs"],
+                                        progress=False, explainer=explainer)
+    np.testing.assert_allclose(smooth.table["value"], plain.table["value"])
 
 
 def test_smooth_mprt_rejects_bad_arguments(digits):

@@ -27,7 +27,7 @@ torch.Size([3, 1, 28, 28])
 from ._engine import explain, explain_each
 from ._guided import SaliencyWarning, guided_rectifiers
 from ._inputs import UnsupportedModelError
-from ._noise import smoothgrad_noise
+from ._noise import Smoothed, smoothgrad_noise
 from ._registry import (PAPER_ROLES, REGISTRY, Method, lookup, method_key, method_label,
                         method_table, register, rst_table)
 from ._settings import DEFAULT_SETTINGS, INTEGRATION_RULES, METHODS
@@ -55,6 +55,7 @@ __all__ = [
     "explain_all",
     "explain_each",
     "smoothgrad_noise",
+    "Smoothed",
     "guided_rectifiers",
     "SaliencyWarning",
     "UnsupportedModelError",

@@ -1,4 +1,4 @@
-"""sanity_lib.analysis: edge detectors, edge similarity and the input-times-random analysis.
+"""sanity_lib.studies.failures: edge detectors, edge similarity and the input-times-random analysis.
 
 Edge maps are checked against scipy / scikit-image computed here, independently; the
 similarity table against scipy's Spearman correlation; and the paper's section 5 findings

@@ -13,7 +13,6 @@ import shutil
 import threading
 import time
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -108,7 +107,7 @@ def test_math_renders(site, browser):
 
 
 EXPLORER_PAGES = [name for name in toc_files()
-                  if "sl.widgets." in (ROOT / "book" / f"{name}.md").read_text()]
+                  if "sl.course.widgets." in (ROOT / "book" / f"{name}.md").read_text()]
 DROPDOWN_PAGES = [name for name in toc_files()
                   if ":class: dropdown" in (ROOT / "book" / f"{name}.md").read_text()]
 

@@ -11,7 +11,7 @@ from skimage.color import rgb2gray
 from skimage.filters import sobel
 
 import sanity_lib as sl
-from sanity_lib.grading import CheckFailed, check
+from sanity_lib.course.grading import CheckFailed, check
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -159,7 +159,7 @@ def test_ex3_names_the_typical_mistakes(answer, message):
 def test_ex3_the_check_agrees_with_the_library_in_a_network():
     # The check's network test must fail for a rule that is right on positive gradients
     # only by accident; a plain-backward rule gives the gradient, which differs from GBP.
-    from sanity_lib.grading.ch1 import _Applied, _GuidedTestNet
+    from sanity_lib.course.grading.ch1 import _Applied, _GuidedTestNet
 
     torch.manual_seed(0)
     net = _GuidedTestNet(torch.nn.ReLU).eval()
@@ -187,7 +187,7 @@ def _scipy_abs_normalize(m):
 @pytest.fixture(scope="module")
 def edge_case():
     """Photos and maps with a known order of edge-likeness, and their edge scores computed
-    with scipy (grey = channel mean, both maps abs-normalized, as sl.analysis does)."""
+    with scipy (grey = channel mean, both maps abs-normalized, as sl.studies.failures does)."""
     photos = sl.data.sample_images(64, names=["chelsea", "coffee", "rocket"])
     edges = np.stack([sobel(g) for g in photos.numpy().mean(axis=1)])
     rng = np.random.default_rng(0)
@@ -223,7 +223,7 @@ def test_ex4_accepts_scores_computed_with_scipy(edge_case):
 
 def test_ex4_accepts_the_library_and_the_skimage_recipes(edge_case):
     photos, maps, _ = edge_case
-    library = sl.analysis.edge_similarity(maps, photos, detectors="sobel")
+    library = sl.studies.failures.edge_similarity(maps, photos, detectors="sobel")
     answer = library.groupby("method")["value"].mean().to_dict()
     assert "correct" in check("ch1_ex4", answer, maps=maps, images=photos)
     # rgb2gray (luminance) and the raw Sobel magnitude are accepted too.
@@ -263,7 +263,7 @@ def test_ex5_accepts_the_top_three_and_near_ties(edge_case, monkeypatch):
     assert "correct" in check("ch1_ex5", tuple(reversed(top3)), maps=maps, images=photos)
     # With a generous tolerance the fourth method is accepted in place of the third.
     fourth = sorted(scores, key=scores.get, reverse=True)[3]
-    monkeypatch.setattr("sanity_lib.grading.ch1.RANK_TOLERANCE",
+    monkeypatch.setattr("sanity_lib.course.grading.ch1.RANK_TOLERANCE",
                         scores[top3[2]] - scores[fourth] + 0.01)
     assert "correct" in check("ch1_ex5", top3[:2] + [fourth], maps=maps, images=photos)
 

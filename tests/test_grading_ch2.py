@@ -11,7 +11,7 @@ from scipy import stats
 from skimage.feature import hog
 
 from sanity_lib import data
-from sanity_lib.grading import CheckFailed, check
+from sanity_lib.course.grading import CheckFailed, check
 
 
 # ----------------------------------------------------------------------------- answers

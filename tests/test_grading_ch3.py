@@ -10,8 +10,8 @@ from torch import nn
 
 import sanity_lib as sl
 from sanity_lib.checks import SanityCheckResult
-from sanity_lib.grading import CheckFailed, check
-from sanity_lib.grading import ch3
+from sanity_lib.course.grading import CheckFailed, check
+from sanity_lib.course.grading import ch3
 
 # ----------------------------------------------------------------------------- ex1
 

@@ -12,8 +12,8 @@ from torch import nn
 
 import sanity_lib as sl
 from sanity_lib.checks import SanityCheckResult
-from sanity_lib.grading import CheckFailed, check
-from sanity_lib.grading import ch4
+from sanity_lib.course.grading import CheckFailed, check
+from sanity_lib.course.grading import ch4
 
 
 # ----------------------------------------------------------------------------- ex1

@@ -13,7 +13,7 @@ from scipy import stats
 from torch import nn
 
 from sanity_lib import data
-from sanity_lib.grading import CheckFailed, check
+from sanity_lib.course.grading import CheckFailed, check
 
 SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 

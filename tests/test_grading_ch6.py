@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 import sanity_lib as sl
-from sanity_lib.grading import CheckFailed, check
-from sanity_lib.noise_study import NoiseSweep
+from sanity_lib.course.grading import CheckFailed, check
+from sanity_lib.studies.noise import NoiseSweep
 
 
 # ----------------------------------------------------------------------------- ex1

@@ -1,9 +1,8 @@
 """The checks of chapter 7's exercise notebook accept right answers and name the usual mistakes.
 
-Right answers are written here independently of sanity_lib.mprt (torch.histc, numpy loops),
+Right answers are written here independently of sanity_lib.studies.mprt (torch.histc, numpy loops),
 so a check that merely agreed with the library would not pass them unless both are right.
 """
-import copy
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import scipy.stats
 import torch
 
 import sanity_lib as sl
-from sanity_lib.grading import CheckFailed, check
+from sanity_lib.course.grading import CheckFailed, check
 
 torch.set_num_threads(1)
 
@@ -54,7 +53,7 @@ def score_bits(maps, randomized):
 
 # ----------------------------------------------------------------------------- ex1
 
-@pytest.mark.parametrize("answer", [entropy_histc, entropy_numpy, sl.mprt.histogram_entropy])
+@pytest.mark.parametrize("answer", [entropy_histc, entropy_numpy, sl.studies.mprt.histogram_entropy])
 def test_ex1_accepts_right_entropies(answer):
     assert "correct" in check("ch7_ex1", answer)
 
@@ -93,7 +92,7 @@ def test_ex1_rejects_nan_for_a_constant_map():
 
 # ----------------------------------------------------------------------------- ex2
 
-@pytest.mark.parametrize("answer", [score_histc, score_bits, sl.mprt.efficient_mprt_score])
+@pytest.mark.parametrize("answer", [score_histc, score_bits, sl.studies.mprt.efficient_mprt_score])
 def test_ex2_accepts_right_scores_in_any_log_base(answer):
     assert "correct" in check("ch7_ex2", answer)
 

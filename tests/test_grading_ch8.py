@@ -14,8 +14,8 @@ from torchvision.models.resnet import BasicBlock
 
 import sanity_lib as sl
 from sanity_lib.checks import SanityCheckResult
-from sanity_lib.grading import CheckFailed, check
-from sanity_lib.grading import ch8
+from sanity_lib.course.grading import CheckFailed, check
+from sanity_lib.course.grading import ch8
 
 
 def _resnet10():

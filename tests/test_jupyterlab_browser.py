@@ -47,7 +47,7 @@ KERNEL_START_S = 300
 RUN_ALL_S = 1800                 # includes training two networks when the cache is cold
 SAVE_S = 120
 REDRAW_S = 60
-SUCCESS = "{}: correct. Well done!"   # what sanity_lib.grading.check returns
+SUCCESS = "{}: correct. Well done!"   # what sanity_lib.course.grading.check returns
 LOCAL_SCHEMES = {"data", "blob", "about", "chrome-extension"}
 
 

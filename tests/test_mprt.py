@@ -1,4 +1,4 @@
-"""Tests for sanity_lib.mprt: smooth MPRT and efficient MPRT (Hedström et al. 2023).
+"""Tests for sanity_lib.studies.mprt: smooth MPRT and efficient MPRT (Hedström et al. 2023).
 
 Every number is checked against an independent computation: the entropy with
 ``numpy.histogram`` + ``scipy.stats.entropy``, the gradient of a linear model (its weight),
@@ -6,13 +6,11 @@ a hand-written averaging loop over noisy copies, and the similarity of hand-made
 """
 import copy
 import math
-import warnings
 
 import numpy as np
 import pytest
 import scipy.stats
 import torch
-from torch import nn
 
 import sanity_lib as sl
 from sanity_lib import mprt

@@ -4,7 +4,6 @@ Each query is checked against an independent computation on a table built by han
 expected numbers are known) and on a real sweep of the MNIST CNN.
 """
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.stats
 import torch

@@ -1,4 +1,4 @@
-"""Tests for sanity_lib.widgets: frames, nesting, browser-side links, embedded state.
+"""Tests for sanity_lib.course.widgets: frames, nesting, browser-side links, embedded state.
 
 The explorers must work on a static page, where no kernel runs. What the page gets is the
 embedded widget state: every frame as PNG bytes, the stacks, and the jslink models that tie

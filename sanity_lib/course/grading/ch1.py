@@ -13,7 +13,7 @@ exercise     what the answer is
              positive *and* the input was positive
 ``ch1_ex4``  a dict method -> number: each method's *edge score*, the Spearman rank
              correlation between its abs-normalized map and the Sobel magnitude of
-             the grey photo (``sl.analysis.edge_maps``; skimage's ``rgb2gray`` is
+             the grey photo (``sl.studies.failures.edge_maps``; skimage's ``rgb2gray`` is
              accepted too), averaged over the photos (context ``maps=``, ``images=``)
 ``ch1_ex5``  a list of three method names: the methods with the highest edge
              scores (context ``maps=``, ``images=``)
@@ -42,7 +42,7 @@ from torch import nn
 
 from . import CheckFailed, as_array, expect, register
 
-__all__ = []  # the checks are reached through sanity_lib.grading.check
+__all__ = []  # the checks are reached through sanity_lib.course.grading.check
 
 #: The edge scores of ch1_ex4 may differ from ours by this much (other rounding, float32).
 SCORE_TOLERANCE = 0.02
@@ -425,7 +425,7 @@ def _check_ex3(answer):
 
 def _gray_variants(images):
     """N x 3 x H x W in [0, 1] -> the grey images a student may use: the channel mean (as
-    ``sl.analysis.edge_maps``) and the luminance of ``skimage.color.rgb2gray``."""
+    ``sl.studies.failures.edge_maps``) and the luminance of ``skimage.color.rgb2gray``."""
     return {"mean": images.mean(axis=1),
             "luminance": np.einsum("nchw,c->nhw", images, np.array([0.2125, 0.7154, 0.0721]))}
 
@@ -446,7 +446,7 @@ def _abs_normalized(maps):
 def _edge_score_variants(maps, images):
     """Method -> {variant: mean Spearman correlation of its abs map with the Sobel edges}.
 
-    The reference variant ``("mean", "normalized")`` is what ``sl.analysis.edge_similarity``
+    The reference variant ``("mean", "normalized")`` is what ``sl.studies.failures.edge_similarity``
     computes (grey = channel mean, both maps abs-normalized); the others (luminance grey, raw
     Sobel magnitude) differ only in ties and weights, and are accepted as well.
     """
@@ -482,7 +482,7 @@ def _edge_score_variants(maps, images):
 
 
 def _edge_scores(maps, images):
-    """Method -> the reference edge score (as ``sl.analysis.edge_similarity``)."""
+    """Method -> the reference edge score (as ``sl.studies.failures.edge_similarity``)."""
     return {m: v["mean", "normalized"] for m, v in _edge_score_variants(maps, images).items()}
 
 
@@ -517,9 +517,9 @@ def _check_ex4(answer, maps=None, images=None):
                 hint = "A score of 1 means you correlated something with itself."
             else:
                 hint = ("Normalize with `sl.similarity.normalize(maps[m], 'abs')` (N x H x W), "
-                        "take the edges from `sl.analysis.edge_maps(photos, 'sobel')`, pass "
+                        "take the edges from `sl.studies.failures.edge_maps(photos, 'sobel')`, pass "
                         "both to `sl.similarity.spearman(..., mode=None)`, then average over "
-                        "the photos. `sl.analysis.edge_similarity` computes the same numbers.")
+                        "the photos. `sl.studies.failures.edge_similarity` computes the same numbers.")
             raise CheckFailed(
                 f"Your edge score of {method} is {value:.3f}; measured from your maps it is "
                 f"{measured[method]:.3f}.\nHint: {hint}")

@@ -33,7 +33,7 @@ Examples
 >>> x, _ = sl.data.load_mnist("test")
 >>> result = sl.model_randomization_test(sl.models.mnist_cnn(), x[:2], ["gradient"],
 ...                                      progress=False)                  # doctest: +SKIP
->>> sl.widgets.cascading_explorer(result, image=0, input_image=x)         # doctest: +SKIP
+>>> sl.course.widgets.cascading_explorer(result, image=0, input_image=x)         # doctest: +SKIP
 """
 import html
 import io
@@ -45,7 +45,7 @@ from ipywidgets.widgets.widget_string import HTMLStyle
 import numpy as np
 import torch
 
-from . import plotting
+from sanity_lib import plotting
 
 __all__ = [
     "MODES", "DEFAULT_SIZE", "COLORMAPS",
@@ -447,7 +447,7 @@ def _pick_methods(methods, available, name="methods"):
 
 def _normalized(maps_t, image, mode, where):
     """The normalized maps of one image at every step, (steps + 1) x H x W float numpy."""
-    from . import similarity
+    from sanity_lib import similarity
 
     sel = maps_t[:, image].detach().to("cpu")
     finite = torch.isfinite(sel).reshape(sel.shape[0], -1).all(dim=1)
@@ -692,7 +692,7 @@ def cascading_explorer(result, image=0, methods=None, modes=MODES, input_image=N
     >>> x, _ = sl.data.load_mnist("test")
     >>> result = sl.model_randomization_test(sl.models.mnist_cnn(), x[:2],
     ...     ["gradient", "guided_backprop"], progress=False)     # doctest: +SKIP
-    >>> explorer = sl.widgets.cascading_explorer(result, image=1) # doctest: +SKIP
+    >>> explorer = sl.course.widgets.cascading_explorer(result, image=1) # doctest: +SKIP
     >>> len(explorer.frames.children)                            # doctest: +SKIP
     2
     """
@@ -797,7 +797,7 @@ def noise_explorer(results_by_std, image=0, methods=None, modes=MODES, input_ima
     >>> results = {s: sl.model_randomization_test(model, x[:2], ["gradient"],
     ...                mode="gaussian_noise", std=s, progress=False)
     ...            for s in (0.1, 0.3)}                          # doctest: +SKIP
-    >>> explorer = sl.widgets.noise_explorer(results)            # doctest: +SKIP
+    >>> explorer = sl.course.widgets.noise_explorer(results)            # doctest: +SKIP
     """
     items = _check_noise_results(results_by_std)
     _, first, maps0, layers, n_images = items[0]
@@ -904,7 +904,7 @@ def compare_explorer(result, images=None, methods=None, modes=MODES, steps=None,
     --------
     >>> result = sl.data_randomization_test(true_model, random_model, x[:4],
     ...                                     ["gradient"], progress=False)   # doctest: +SKIP
-    >>> sl.widgets.compare_explorer(result)                                 # doctest: +SKIP
+    >>> sl.course.widgets.compare_explorer(result)                                 # doctest: +SKIP
     """
     maps, layers, n_images = _result_maps(result, "result")
     images = _pick_images(images, n_images)

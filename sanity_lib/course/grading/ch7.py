@@ -24,9 +24,9 @@ ex1 asks for nats and says so when it gets bits.
 Examples
 --------
 >>> import sanity_lib as sl
->>> sl.grading.check("ch7_ex1", sl.mprt.histogram_entropy)
+>>> sl.grading.check("ch7_ex1", sl.studies.mprt.histogram_entropy)
 'ch7_ex1: correct. Well done!'
->>> sl.grading.check("ch7_ex2", sl.mprt.efficient_mprt_score)
+>>> sl.grading.check("ch7_ex2", sl.studies.mprt.efficient_mprt_score)
 'ch7_ex2: correct. Well done!'
 """
 import functools

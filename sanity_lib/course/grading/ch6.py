@@ -16,9 +16,9 @@ exercise     what the answer is
              is; needs ``results=`` (the explorer's ``{std: result}``) and ``image=``
 ``ch6_ex4``  a dict ``{"most_sensitive": method, "least_sensitive": method}`` read
              off the student's sweep; needs ``sweep=`` (a
-             :class:`sanity_lib.noise_study.NoiseSweep`)
+             :class:`sanity_lib.studies.noise.NoiseSweep`)
 ``ch6_ex5``  a function ``f(curve) -> float``: the concavity index of
-             :func:`sanity_lib.noise_study.concavity`
+             :func:`sanity_lib.studies.noise.concavity`
 ===========  ===================================================================
 
 ex1 and ex2 run the student's function on a small two-layer network whose biases have a
@@ -312,7 +312,7 @@ def _per_image_step1(result, method, image):
 def _check_results(results):
     if not isinstance(results, dict) or not results:
         raise ValueError("ch6_ex3 needs results={std: result}, the dict given to "
-                         "sl.widgets.noise_explorer")
+                         "sl.course.widgets.noise_explorer")
     return {float(k): v for k, v in sorted(results.items())}
 
 
@@ -363,7 +363,7 @@ def _check_ex3(answer, results=None, image=0):
 
 @register("ch6_ex4")
 def _check_ex4(answer, sweep=None):
-    from sanity_lib.noise_study import NoiseSweep, sensitivity
+    from sanity_lib.studies.noise import NoiseSweep, sensitivity
 
     if not isinstance(sweep, NoiseSweep):
         raise ValueError("ch6_ex4 needs sweep=, the NoiseSweep your answer is read from")
@@ -444,7 +444,7 @@ _EX5_MISTAKES = [
 
 @register("ch6_ex5")
 def _check_ex5(answer):
-    from sanity_lib.noise_study import concavity
+    from sanity_lib.studies.noise import concavity
 
     expect(callable(answer), "The answer should be your function itself.",
            hint="Pass the function without calling it.")

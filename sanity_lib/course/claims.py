@@ -27,7 +27,7 @@ def claims_dir() -> Path:
     """``$SANITY_LIB_CLAIMS`` if set, else ``book/_build/claims`` of this repository."""
     if os.environ.get("SANITY_LIB_CLAIMS"):
         return Path(os.environ["SANITY_LIB_CLAIMS"])
-    return Path(__file__).resolve().parents[1] / "book" / "_build" / "claims"
+    return Path(__file__).resolve().parents[2] / "book" / "_build" / "claims"
 
 
 def record_claims(chapter: str, claims: list) -> None:

@@ -37,7 +37,7 @@ from torch import nn
 
 from . import CheckFailed, as_array, expect, register
 
-__all__ = []  # the checks are reached through sanity_lib.grading.check
+__all__ = []  # the checks are reached through sanity_lib.course.grading.check
 
 #: Var(log|Z|) for a standard normal Z.
 LOG_ABS_NORMAL_VAR = math.pi ** 2 / 8

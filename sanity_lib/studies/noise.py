@@ -213,7 +213,7 @@ class NoiseSweep:
 
     def results_by_std(self, seed=None) -> dict:
         """``{noise_std: result}`` for one seed (default the first), as
-        :func:`sanity_lib.widgets.noise_explorer` takes it."""
+        :func:`sanity_lib.course.widgets.noise_explorer` takes it."""
         seed = self.seeds[0] if seed is None else seed
         if seed not in self.seeds:
             raise ValueError(f"seed={seed!r} is not in this sweep; it has seeds {self.seeds}")

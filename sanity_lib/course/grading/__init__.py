@@ -3,7 +3,7 @@
 Each exercise ends with ``sl.grading.check("ch2_ex1", answer)``. A check accepts every correct
 answer (it compares with tolerances or with properties, never with one exact float) and, when
 the answer is wrong, says what is wrong and gives a hint. Checks live in one module per chapter
-(``sanity_lib/grading/ch1.py`` ...), registered with :func:`register`.
+(``sanity_lib/course/grading/ch1.py`` ...), registered with :func:`register`.
 
 Examples
 --------
@@ -106,7 +106,7 @@ def method_name(item, available=None) -> str:
     >>> method_name("gbp", available=["gradient"])
     Traceback (most recent call last):
     ...
-    sanity_lib.grading.CheckFailed: guided_backprop is not among the methods of your result (['gradient']).
+    sanity_lib.course.grading.CheckFailed: guided_backprop is not among the methods of your result (['gradient']).
     Hint: Name methods that the test ran.
     """
     from sanity_lib import saliency

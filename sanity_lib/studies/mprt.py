@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ._validation import check_flag, check_images, check_int, check_real, parse_methods
+from sanity_lib._validation import check_flag, check_images, check_int, check_real, parse_methods
 
 __all__ = [
     "N_BINS", "histogram_entropy", "efficient_mprt_score", "fully_randomized",

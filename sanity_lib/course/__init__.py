@@ -1,0 +1,27 @@
+"""The course layer: what the book and the classroom kit need beyond the library.
+
+==================  ===========================================================================
+module              what it is for
+==================  ===========================================================================
+``grading``         the exercise checks (``sl.grading.check("ch2_ex1", answer)``)
+``claims``          the ledger of "the paper found X, we measure Y" claims, per chapter
+``widgets``         the kernel-free explorers of the online book
+==================  ===========================================================================
+
+It uses :mod:`sanity_lib.studies` and the core; neither imports it. Submodules load on first
+use.
+"""
+import importlib
+
+_SUBMODULES = ("grading", "claims", "widgets")
+__all__ = list(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

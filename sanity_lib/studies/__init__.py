@@ -1,0 +1,27 @@
+"""The book's experiments, built on the core: what the paper's two tests leave open.
+
+==================  ===========================================================================
+module              what it studies
+==================  ===========================================================================
+``noise``           the Gaussian-noise test: maps as noise of growing size is added to weights
+``mprt``            two repairs of the MPRT (Hedström et al. 2023): smooth and efficient MPRT
+``failures``        why methods fail (the paper's section 5): edge detectors, the input's share
+==================  ===========================================================================
+
+Studies use the core (:mod:`sanity_lib.checks`, :mod:`sanity_lib.saliency`, ...); the core
+never imports them. Submodules load on first use: ``sl.studies.noise.noise_sweep(...)``.
+"""
+import importlib
+
+_SUBMODULES = ("noise", "mprt", "failures")
+__all__ = list(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 import torch
 from scipy.stats import rankdata
-from sanity_lib._validation import check_choices
+from sanity_lib._validation import check_choices, check_flag
 
 __all__ = [
     "METRICS", "MODES", "ConstantMapWarning",
@@ -390,7 +390,8 @@ def ssim(a, b, mode="abs", win_size=5, gaussian_weights=False, data_range=1.0,
     a_arr, b_arr = _as_pair(a, b)
     x = _ssim_ready(a_arr, mode, percentile, "a")
     y = _ssim_ready(b_arr, mode, percentile, "b")
-    return torch.from_numpy(_ssim_np(x, y, win_size, bool(gaussian_weights), data_range, options))
+    gaussian_weights = check_flag("gaussian_weights", gaussian_weights)
+    return torch.from_numpy(_ssim_np(x, y, win_size, gaussian_weights, data_range, options))
 
 
 # ----------------------------------------------------------------------------- HOG
@@ -560,6 +561,7 @@ def compare(a, b, metrics=METRICS, *, percentile=99.0, win_size=5, gaussian_weig
     (tensor([1., 1.], dtype=torch.float64), tensor([-1., -1.], dtype=torch.float64))
     """
     metrics = check_choices("metrics", metrics, METRICS)
+    gaussian_weights = check_flag("gaussian_weights", gaussian_weights)
     _check_percentile(percentile)
     _check_hog_method(hog_method)
     a_arr, b_arr = _as_pair(a, b)
@@ -577,7 +579,7 @@ def compare(a, b, metrics=METRICS, *, percentile=99.0, win_size=5, gaussian_weig
         if name.startswith("spearman_"):
             r, constant = _spearman_np(*normalized(name[len("spearman_"):]))
         elif name == "ssim":
-            r = _ssim_np(*normalized("abs"), win_size, bool(gaussian_weights), 1.0, {})
+            r = _ssim_np(*normalized("abs"), win_size, gaussian_weights, 1.0, {})
         else:
             feats = [_hog_np(m, pixels_per_cell, 9, 3, "L2-Hys") for m in normalized("abs")]
             r, constant = _correlate(*feats, hog_method)

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from sanity_lib import _cache
-from sanity_lib._validation import check_choice, check_int
+from sanity_lib._validation import check_choice, check_flag, check_int, check_real
 
 __all__ = ["TrainingHistory", "train", "evaluate", "trained_mnist_model",
            "mnist_training_data", "RECIPES", "RECIPE_VERSION", "OPTIMIZERS", "SCHEDULES",
@@ -284,8 +284,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
     if not (isinstance(label_smoothing, (int, float)) and 0 <= label_smoothing < 1):
         raise ValueError(f"label_smoothing must be a number in [0, 1), got "
                          f"{label_smoothing!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    check_real("lr", lr, 0.0, inclusive=False, why="the learning rate")
     if target_accuracy is not None and not (isinstance(target_accuracy, (int, float))
                                             and 0 < target_accuracy <= 1):
         raise ValueError(f"target_accuracy must be None or a fraction in (0, 1], got "
@@ -334,6 +333,12 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
                     batch = _random_affine(batch, augment_gen)
                 logits = model(batch)
                 loss = F.cross_entropy(logits, labels[idx], label_smoothing=label_smoothing)
+                if not bool(torch.isfinite(loss)):
+                    # Stop before the weights turn to NaN (and before anything is cached).
+                    raise FloatingPointError(
+                        f"the training loss became {loss.item()} at epoch {epoch + 1}, batch "
+                        f"{start // batch_size + 1}: training diverged; lower lr (now {lr}) "
+                        "or check the data for NaN or huge values")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -544,6 +549,8 @@ def trained_mnist_model(arch: str = "cnn", labels: str = "true", activation: str
     """
     from sanity_lib.data import load_mnist
 
+    check_flag("cache", cache)
+    check_flag("progress", progress)
     recipe = _resolve(arch, labels, epochs=epochs, batch_size=batch_size, lr=lr,
                       optimizer=optimizer, schedule=schedule, augment=augment,
                       label_smoothing=label_smoothing, target_accuracy=target_accuracy,

@@ -218,7 +218,7 @@ def test_history_round_trips_through_plain_lists():
     (dict(epochs=1, batch_size=0), "batch_size"),
     (dict(epochs=1, optimizer="rmsprop"), "optimizer='rmsprop'.*'adam', 'sgd'"),
     (dict(epochs=1, schedule="cosine"), "schedule='cosine'.*'constant', 'linear'"),
-    (dict(epochs=1, lr=-1.0), "lr must be a positive number"),
+    (dict(epochs=1, lr=-1.0), "lr must be a finite number > 0.0"),
     (dict(epochs=1, augment="mixup"), "augment='mixup'.*'none', 'shift', 'affine'"),
     (dict(epochs=1, label_smoothing=1.0), "label_smoothing"),
     (dict(epochs=1, target_accuracy=1.5), "target_accuracy"),

@@ -93,7 +93,7 @@ def _check_target(target, n: int):
     if t.is_floating_point() or t.dtype == torch.bool or t.dim() > 1:
         raise TypeError(f"target must be 'argmax', 'original', an int or N ints; got a "
                         f"{t.dtype} tensor of shape {tuple(t.shape)}")
-    t = t.to(torch.long).cpu().reshape(-1)
+    t = t.to(torch.long).cpu().reshape(-1).clone()  # the result owns its copy
     if t.numel() == 1:
         t = t.expand(n).clone()
     if t.numel() != n:
@@ -265,7 +265,7 @@ def run_sweep(test, original, steps, n_steps, x, methods, target, metrics, compa
     maps = {m: torch.stack(v) for m, v in kept.items()} if keep_maps else {}
     return SanityCheckResult(table=table, maps=maps, layers=layers, noise_floor=floor,
                              targets=torch.stack(targets), settings=settings,
-                             inputs=x.detach().cpu())
+                             inputs=x.detach().to("cpu", copy=True))  # never the caller's storage
 
 
 def _cached_or_run(cache: bool, config: dict, run):

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 __all__ = ["UnsupportedModelError", "check_model", "check_input", "check_target",
-           "check_baseline", "eval_mode", "Probe", "probe", "module_names"]
+           "check_baseline", "check_differentiable", "eval_mode", "Probe", "probe",
+           "module_names"]
 
 
 class UnsupportedModelError(ValueError):
@@ -224,6 +225,26 @@ def probe(model: nn.Module, x1: torch.Tensor, track_modules: bool = False) -> Pr
             handle.remove()
     result.output_shape = tuple(out.shape)
     return result
+
+
+def check_differentiable(model: nn.Module, x1: torch.Tensor) -> None:
+    """One forward-backward pass on a few images: the scores must be finite and depend on the
+    input through autograd, or every gradient map would be silently zero or NaN."""
+    with torch.enable_grad():
+        leaf = x1.detach().clone().requires_grad_(True)
+        out = _check_output(model(leaf), leaf)
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(
+                "the model's class scores hold NaN or infinite values for this input, so "
+                "every saliency map would too; check the model's weights (e.g. a training "
+                "run that diverged) and the input's range")
+        reaches = out.requires_grad and torch.autograd.grad(
+            out.sum(), leaf, allow_unused=True)[0] is not None
+    if not reaches:
+        raise UnsupportedModelError(
+            "the model's output does not depend on its input through autograd (no gradient "
+            "reaches x), so gradient maps would be all zero; remove torch.no_grad(), "
+            ".detach() or .numpy() round trips from forward")
 
 
 def argmax_target(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 
 from . import _gradcam, _guided, _noise
 from ._engine import explain
-from ._inputs import (argmax_target, check_baseline, check_input, check_model, check_target,
-                      eval_mode, probe)
+from ._inputs import (argmax_target, check_baseline, check_differentiable, check_input,
+                      check_model, check_target, eval_mode, probe)
 from ._registry import REGISTRY
 from ._settings import check_settings, resolve_method
 
@@ -387,6 +387,7 @@ def explain_all(model, x, methods, target=None):
         x = x.detach().clone()
         # One probe pass: the output size, and (for GradCAM) which modules run.
         probed = probe(model, x[:1], any(m in opts for m in ("gradcam", "guided_gradcam")))
+        check_differentiable(model, x[:1])
         targets = check_target(target, x.shape[0], probed.output_shape[1])
         if targets is None:
             targets = torch.cat([argmax_target(model, x[s:e])

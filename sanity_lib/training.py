@@ -589,3 +589,99 @@ def trained_mnist_model(arch: str = "cnn", labels: str = "true", activation: str
                             dump=lambda h: _checkpoint(model, h),
                             load=lambda entry: _restore(model, entry))
     return model.eval(), history
+
+
+# ----------------------------------------------------------------------------- your own model
+
+# Bump when what train_cached stores, or how it trains, changes.
+_TRAIN_CACHED_FORMAT = 1
+
+
+def train_cached(model, images, labels, *, name, cache=True, progress=False, **settings):
+    """Train ``model`` in place with :func:`sanity_lib.training.train`, once; later calls load.
+
+    The checkpoint is cached under a key made of ``name``, the model's architecture and
+    *initial* weights (:func:`sanity_lib.checks.fingerprint`), fingerprints of ``images`` and
+    ``labels``, and every training setting, so changing any of them trains anew and a
+    rebuild with the same ones only loads the weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Untrained (freshly built with a fixed seed, so its fingerprint is stable). Trained
+        or loaded in place and left in eval mode.
+    images, labels : torch.Tensor
+        Training inputs and integer labels, as for :func:`sanity_lib.training.train`.
+    name : str
+        A short label for the run (part of the key), e.g. ``"resnet10-true"``.
+    cache : bool, default True
+        False always trains and stores nothing.
+    progress : bool, default False
+        The training progress bar.
+    **settings
+        Passed on to :func:`sanity_lib.training.train` (``epochs`` is required; e.g.
+        ``permute_labels=True`` for the data randomization test).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The same object, trained, in eval mode.
+    history : sanity_lib.TrainingHistory
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a module or ``name`` not a string; bad training settings raise as
+        in :func:`sanity_lib.training.train`.
+    OSError
+        The cache folder cannot be written (set ``SANITY_LIB_CACHE`` or pass ``cache=False``).
+
+    Examples
+    --------
+    >>> import torch, sanity_lib as sl
+    >>> from sanity_lib.training import train_cached
+    >>> torch.manual_seed(0)                                  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    >>> x, y = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    >>> net, history = train_cached(net, x, y, name="demo", epochs=1, cache=False)
+    >>> history.epochs, net.training
+    (1, False)
+    """
+    from sanity_lib._cache import fingerprint
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string (a label for this training run), "
+                        f"got {name!r}")
+    if not isinstance(cache, bool):
+        raise TypeError(f"cache must be True or False, got {cache!r}")
+    if "epochs" not in settings:
+        raise TypeError("train_cached needs epochs=, the number of passes over the data "
+                        "(and any other setting of sanity_lib.training.train)")
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise TypeError("images and labels must be torch tensors; convert with torch.as_tensor")
+
+    def run():
+        return train(model, images, labels, progress=progress, **settings)
+
+    if not cache:
+        return model, run()
+    config = {
+        "kind": "own_model.train_cached", "format": _TRAIN_CACHED_FORMAT,
+        "recipe_version": RECIPE_VERSION, "name": name,
+        "model": f"{type(model).__module__}.{type(model).__qualname__}",
+        "initial_fingerprint": fingerprint(model),
+        "images": fingerprint(images), "labels": fingerprint(labels),
+        "settings": {k: (v if isinstance(v, (bool, int, float, str, type(None))) else repr(v))
+                     for k, v in sorted(settings.items())},
+    }
+    def load(entry):
+        history = TrainingHistory.from_dict(entry["history"])
+        model.load_state_dict(entry["state_dict"])
+        return history
+
+    history = _cache.cached("checkpoints", config, run, what="checkpoint", load=load,
+                            dump=lambda h: _checkpoint(model, h))
+    return model.eval(), history

@@ -1,4 +1,5 @@
-"""sanity_lib.own_model: the steps around the two tests for a reader's own model.
+"""The helpers around the two tests for a reader's own model (chapter 8): train_cached,
+list_modules, group_problems, preflight and verdict, in their homes since own_model was split.
 
 Each test compares with an independent computation (hooks written here, sums of numel, a
 verdict worked out by hand from known similarities) or checks that a bad input is named.
@@ -10,7 +11,6 @@ import torch
 from torch import nn
 
 import sanity_lib as sl
-from sanity_lib import own_model
 from sanity_lib.checks import SanityCheckResult
 
 
@@ -29,14 +29,14 @@ def _data(n=40):
 def test_train_cached_trains_once_then_loads_the_same_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("SANITY_LIB_CACHE", str(tmp_path))
     x, y = _data()
-    first, h1 = own_model.train_cached(_tiny(), x, y, name="tiny", epochs=2, batch_size=8)
+    first, h1 = sl.training.train_cached(_tiny(), x, y, name="tiny", epochs=2, batch_size=8)
     assert not first.training and h1.epochs == 2
 
     def no_training(*args, **kwargs):
         raise AssertionError("train() must not run when the checkpoint is cached")
 
     monkeypatch.setattr(sl.training, "train", no_training)
-    second, h2 = own_model.train_cached(_tiny(), x, y, name="tiny", epochs=2, batch_size=8)
+    second, h2 = sl.training.train_cached(_tiny(), x, y, name="tiny", epochs=2, batch_size=8)
     for (k, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
         assert torch.equal(a, b), k
     assert h2.train_loss == h1.train_loss
@@ -45,7 +45,7 @@ def test_train_cached_trains_once_then_loads_the_same_weights(tmp_path, monkeypa
                    dict(model=_tiny(), labels=y.flip(0))):
         model, labels = kwargs.pop("model"), kwargs.pop("labels")
         with pytest.raises(AssertionError, match="must not run"):
-            own_model.train_cached(model, x, labels, name="tiny", epochs=2, batch_size=8,
+            sl.training.train_cached(model, x, labels, name="tiny", epochs=2, batch_size=8,
                                    **kwargs)
 
 
@@ -54,7 +54,7 @@ def test_train_cached_matches_plain_training_and_permutes_labels(tmp_path, monke
     x, y = _data()
     plain = _tiny()
     sl.training.train(plain, x, y, epochs=1, batch_size=8, permute_labels=True, progress=False)
-    cached, history = own_model.train_cached(_tiny(), x, y, name="perm", epochs=1,
+    cached, history = sl.training.train_cached(_tiny(), x, y, name="perm", epochs=1,
                                              batch_size=8, permute_labels=True)
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(),
                                                  cached.state_dict().values()))
@@ -65,11 +65,11 @@ def test_train_cached_matches_plain_training_and_permutes_labels(tmp_path, monke
 def test_train_cached_names_bad_arguments():
     x, y = _data()
     with pytest.raises(TypeError, match="epochs="):
-        own_model.train_cached(_tiny(), x, y, name="t", cache=False)
+        sl.training.train_cached(_tiny(), x, y, name="t", cache=False)
     with pytest.raises(TypeError, match="name must be"):
-        own_model.train_cached(_tiny(), x, y, name="", epochs=1, cache=False)
+        sl.training.train_cached(_tiny(), x, y, name="", epochs=1, cache=False)
     with pytest.raises(TypeError, match="torch.nn.Module"):
-        own_model.train_cached("model", x, y, name="t", epochs=1, cache=False)
+        sl.training.train_cached("model", x, y, name="t", epochs=1, cache=False)
 
 
 # ----------------------------------------------------------------------------- list_modules
@@ -77,7 +77,7 @@ def test_train_cached_names_bad_arguments():
 def test_list_modules_counts_parameters_and_shapes_like_a_manual_forward():
     model = sl.models.mnist_cnn()
     x = torch.rand(3, 1, 28, 28)
-    table = own_model.list_modules(model, x)
+    table = sl.models.list_modules(model, x)
     for name, module in model.named_children():
         assert table.loc[name, "parameters"] == sum(p.numel() for p in module.parameters())
     with torch.no_grad():
@@ -87,10 +87,10 @@ def test_list_modules_counts_parameters_and_shapes_like_a_manual_forward():
     order = table["call_order"].dropna().tolist()
     assert order == sorted(order)
     assert set(table.index) == {n for n, _ in model.named_children()}
-    deeper = own_model.list_modules(nn.Sequential(nn.Sequential(nn.Linear(2, 2))), depth=2)
+    deeper = sl.models.list_modules(nn.Sequential(nn.Sequential(nn.Linear(2, 2))), depth=2)
     assert list(deeper.index) == ["0", "0.0"] and list(deeper["depth"]) == [1, 2]
     with pytest.raises(ValueError, match="depth must be"):
-        own_model.list_modules(model, depth=0)
+        sl.models.list_modules(model, depth=0)
 
 
 # ----------------------------------------------------------------------------- group_problems
@@ -99,16 +99,16 @@ def test_group_problems_names_each_typical_slip():
     model = sl.models.mnist_cnn()
     x = torch.rand(2, 1, 28, 28)
     good = ["conv1", "conv2", "fc1", "logits"]
-    assert own_model.group_problems(model, good, x) == []
-    reversed_ = own_model.group_problems(model, good[::-1], x)
+    assert sl.models.group_problems(model, good, x) == []
+    reversed_ = sl.models.group_problems(model, good[::-1], x)
     assert len(reversed_) == 1 and "not in forward order" in reversed_[0]
-    missing = own_model.group_problems(model, ["conv1", "fc1", "logits"], x)
+    missing = sl.models.group_problems(model, ["conv1", "fc1", "logits"], x)
     n_conv2 = sum(p.numel() for p in model.conv2.parameters())
     assert len(missing) == 1 and "'conv2'" in missing[0] and f"{n_conv2:,}" in missing[0]
     net = nn.Sequential(nn.Sequential(nn.Linear(3, 3), nn.ReLU()), nn.Linear(3, 2))
-    overlap = own_model.group_problems(net, ["0", "0.0", "1"])
+    overlap = sl.models.group_problems(net, ["0", "0.0", "1"])
     assert len(overlap) == 1 and "overlap" in overlap[0]
-    unknown = own_model.group_problems(model, ["conv1", "conv3"])
+    unknown = sl.models.group_problems(model, ["conv1", "conv3"])
     assert "no submodule 'conv3'" in unknown[0]
 
 
@@ -134,7 +134,7 @@ def test_preflight_finds_methods_that_cannot_explain_a_leaky_model():
     torch.manual_seed(0)
     model = _Leaky().eval()
     x = torch.rand(4, 1, 8, 8)
-    report = own_model.preflight(model, x, ["gradient", "guided_backprop", "guided_gradcam",
+    report = sl.checks.preflight(model, x, ["gradient", "guided_backprop", "guided_gradcam",
                                             "gradcam"])
     assert report.loc["method gradient", "status"] == "ok"
     assert report.loc["method gradcam", "status"] == "ok"
@@ -152,26 +152,26 @@ def test_preflight_flags_mode_randomness_pixels_accuracy_and_collapse():
     with torch.no_grad():
         predicted = model.eval()(x).argmax(1)
     model.train()
-    report = own_model.preflight(model, x, ["gradient"], labels=predicted)
+    report = sl.checks.preflight(model, x, ["gradient"], labels=predicted)
     assert report.loc["eval mode", "status"] == "warning"
     assert model.training  # the model passed in is left as it was
     assert report.loc["accuracy", "status"] == "ok" and "100.0%" in report.loc["accuracy",
                                                                                 "detail"]
     wrong = (predicted + 1) % 3
-    assert own_model.preflight(model.eval(), x, ["gradient"],
+    assert sl.checks.preflight(model.eval(), x, ["gradient"],
                                labels=wrong).loc["accuracy", "status"] == "problem"
-    noisy = own_model.preflight(_Noisy().eval(), x, ["gradient"])
+    noisy = sl.checks.preflight(_Noisy().eval(), x, ["gradient"])
     assert noisy.loc["deterministic", "status"] == "problem"
     model.preprocess = lambda pixels: (pixels - 0.5) / 0.5
-    assert own_model.preflight(model, x, ["gradient"]).loc["input", "status"] == "warning"
+    assert sl.checks.preflight(model, x, ["gradient"]).loc["input", "status"] == "warning"
     constant = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
     with torch.no_grad():
         constant[1].weight.zero_()
         constant[1].bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
-    collapsed = own_model.preflight(constant, x, ["gradient"])
+    collapsed = sl.checks.preflight(constant, x, ["gradient"])
     assert collapsed.loc["predictions", "status"] == "warning"
     assert "1 distinct" in collapsed.loc["predictions", "detail"]
-    bad = own_model.preflight(model, x[0], ["gradient"])
+    bad = sl.checks.preflight(model, x[0], ["gradient"])
     assert bad.loc["input", "status"] == "problem"
 
 
@@ -205,7 +205,7 @@ def _cascading(means=MEANS, shift=0.0):
 
 
 def test_verdict_rescales_by_the_noise_floor_and_judges_at_the_chosen_step():
-    v = own_model.verdict(_cascading(), by="layer4").set_index("method")
+    v = sl.checks.verdict(_cascading(), by="layer4").set_index("method")
     for method, values in MEANS.items():
         retained = (values[1] - FLOOR["spearman_abs"]) / (1 - FLOOR["spearman_abs"])
         assert v.loc[method, "retained"] == pytest.approx(retained)
@@ -216,16 +216,16 @@ def test_verdict_rescales_by_the_noise_floor_and_judges_at_the_chosen_step():
     assert v.loc["gradient", "first_below"] == "logits"
     assert v.loc["guided_backprop", "first_below"] == "stem"
     assert v.loc["gradient_x_input", "first_below"] == "never"
-    by_number = own_model.verdict(_cascading(), by=2)
+    by_number = sl.checks.verdict(_cascading(), by=2)
     assert by_number["verdict"].tolist() == v["verdict"].tolist()
     # judged at the last step, Guided Backprop passes: the step matters
-    assert own_model.verdict(_cascading(), by="stem").set_index("method").loc[
+    assert sl.checks.verdict(_cascading(), by="stem").set_index("method").loc[
         "guided_backprop", "verdict"] == "pass"
 
 
 def test_verdict_over_several_results_keeps_only_agreeing_verdicts():
     shifted = _cascading(shift=0.1)  # gradcam clearly fails here (retained 0.62)
-    v = own_model.verdict([_cascading(), shifted], by="layer4").set_index("method")
+    v = sl.checks.verdict([_cascading(), shifted], by="layer4").set_index("method")
     assert v.loc["gradient", "verdict"] == "pass"
     assert v.loc["guided_backprop", "verdict"] == "fail"
     assert v.loc["gradcam", "verdict"] == "borderline"
@@ -236,15 +236,15 @@ def test_verdict_over_several_results_keeps_only_agreeing_verdicts():
 def test_verdict_names_bad_arguments():
     r = _cascading()
     with pytest.raises(ValueError, match="by='fc'"):
-        own_model.verdict(r, by="fc")
+        sl.checks.verdict(r, by="fc")
     with pytest.raises(ValueError, match="step number 1..3"):
-        own_model.verdict(r, by=0)
+        sl.checks.verdict(r, by=0)
     with pytest.raises(ValueError, match="metric='ssim' is not in this result"):
-        own_model.verdict(r, metric="ssim")
+        sl.checks.verdict(r, metric="ssim")
     with pytest.raises(ValueError, match="threshold"):
-        own_model.verdict(r, threshold=1.5)
+        sl.checks.verdict(r, threshold=1.5)
     with pytest.raises(TypeError, match="SanityCheckResult"):
-        own_model.verdict([r.table])
+        sl.checks.verdict([r.table])
     other = _cascading({"gradient": (0.3, 0.2, 0.1)})
     with pytest.raises(ValueError, match="do not share"):
-        own_model.verdict([r, other])
+        sl.checks.verdict([r, other])

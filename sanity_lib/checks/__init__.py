@@ -30,15 +30,31 @@ from torch import nn
 
 from sanity_lib._validation import check_device, check_flag, check_images
 
+from .preflight import STATUSES, preflight
 from .result import TABLE_COLUMNS, SanityCheckResult, _describe_test
-from .sweep import (TARGETS, _cached_or_run, _check_compare_options, _check_methods,
-                    _check_metrics, _check_target, _common_config, _explainer_key,
-                    _groups_for_copy, _jsonable, _module_names, _working_copy,
-                    default_explainer, fingerprint, run_sweep)
+from .sweep import (
+    TARGETS,
+    _cached_or_run,
+    _check_compare_options,
+    _check_methods,
+    _check_metrics,
+    _check_target,
+    _common_config,
+    _explainer_key,
+    _groups_for_copy,
+    _jsonable,
+    _module_names,
+    _working_copy,
+    default_explainer,
+    fingerprint,
+    run_sweep,
+)
+from .verdicts import verdict
 
 __all__ = [
     "SanityCheckResult", "model_randomization_test", "data_randomization_test",
     "DEFAULT_METHODS", "MODES", "TARGETS", "TABLE_COLUMNS", "fingerprint", "default_explainer",
+    "preflight", "verdict", "STATUSES",
 ]
 
 #: The methods of the paper's Figure 2, in its order (each with the paper's settings).

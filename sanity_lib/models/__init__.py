@@ -16,7 +16,7 @@ Examples
 """
 from .analysis import LinearModel, OneConvModel, linear_model, one_conv_model
 from .efficientnet import EfficientNetLite0, efficientnet_lite0
-from .groups import layer_groups
+from .groups import group_problems, layer_groups, list_modules
 from .inception import INCEPTION_V3_GROUPS, InceptionV3, inception_v3
 from .mnist import MnistCNN, MnistMLP, mnist_cnn, mnist_mlp
 
@@ -28,6 +28,8 @@ __all__ = [
     "linear_model",
     "one_conv_model",
     "layer_groups",
+    "list_modules",
+    "group_problems",
     "EfficientNetLite0",
     "InceptionV3",
     "MnistCNN",

@@ -4,10 +4,13 @@ A "layer group" is a named submodule: one layer (``conv1``), or a block of layer
 the paper randomizes together (Inception's ``Mixed_6b``, EfficientNet's ``stage4``).
 """
 import difflib
+import numbers
 
+import pandas as pd
+import torch
 from torch import nn
 
-__all__ = ["layer_groups"]
+__all__ = ["layer_groups", "list_modules", "group_problems"]
 
 
 def _has_parameters(module: nn.Module) -> bool:
@@ -138,3 +141,161 @@ def layer_groups(model: nn.Module, groups=None) -> list:
             "layer_groups(model, groups=['encoder.conv', 'head'])"
         )
     return result
+
+
+# ----------------------------------------------------------------------------- choosing groups
+
+def _forward_order(model, x):
+    """Modules in the order of their first call in one forward pass of ``x[:1]``."""
+    order, handles = [], []
+    seen = set()
+
+    def hook(module, args, output):
+        if id(module) not in seen:
+            seen.add(id(module))
+            order.append((module, output))
+
+    for m in model.modules():
+        handles.append(m.register_forward_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return order
+
+
+def list_modules(model, x=None, depth=1):
+    """The model's submodules up to ``depth``: candidates for layer groups.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    x : torch.Tensor, optional
+        A batch of model inputs; with it, the table gets each module's output shape (for
+        one image) and is sorted by the order the forward pass calls the modules.
+    depth : int, default 1
+        1 lists the top-level children, 2 also their children, and so on.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``name`` (dotted path, usable in ``layer_groups(model, groups=[...])``),
+        columns ``type``, ``parameters`` (the module's own and its children's), ``depth``
+        and, with ``x``, ``output`` (shape without the batch dimension; "" for modules that
+        do not run) and ``call_order`` (None for modules that do not run).
+
+    Examples
+    --------
+    >>> from sanity_lib.models import mnist_cnn
+    >>> list_modules(mnist_cnn())["parameters"].to_dict()["conv1"]
+    832
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:
+        raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+    rows = []
+    for name, module in model.named_modules():
+        level = name.count(".") + 1
+        if not name or level > depth:
+            continue
+        rows.append({"name": name, "type": type(module).__name__,
+                     "parameters": sum(p.numel() for p in module.parameters()),
+                     "depth": level, "module": module})
+    table = pd.DataFrame(rows, columns=["name", "type", "parameters", "depth", "module"])
+    if x is not None:
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            raise ValueError("x must be a batch of model inputs (a tensor N x ...), got "
+                             f"{type(x).__name__}")
+        called = _forward_order(model, x)
+        rank = {id(m): i for i, (m, _) in enumerate(called)}
+        shapes = {id(m): (tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else "")
+                  for m, out in called}
+        table["output"] = [shapes.get(id(m), "") for m in table["module"]]
+        table["call_order"] = pd.array([rank.get(id(m)) for m in table["module"]],
+                                       dtype="Int64")
+        table = table.sort_values("call_order", kind="stable", na_position="last")
+    return table.drop(columns="module").set_index("name")
+
+
+def group_problems(model, groups, x=None):
+    """What is wrong with a choice of layer groups for the randomization tests, in words.
+
+    A good grouping for :func:`sanity_lib.model_randomization_test` names modules of the
+    model, in forward order (cascading randomization goes from the *last* group down),
+    without overlaps (a module inside two groups would be randomized twice), and together
+    they hold every parameter, so that the last cascading step leaves nothing trained.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    groups : list
+        As for :func:`sanity_lib.models.layer_groups`: names, ``(name, path)`` or
+        ``(name, module)`` pairs.
+    x : torch.Tensor, optional
+        Model inputs; with them the forward order is checked too (the first call of each
+        group in one forward pass).
+
+    Returns
+    -------
+    list of str
+        Empty when the grouping is fine; otherwise one plain sentence per problem.
+
+    Examples
+    --------
+    >>> from sanity_lib.models import mnist_cnn
+    >>> group_problems(mnist_cnn(), ["conv1", "conv2", "fc1", "logits"])
+    []
+    >>> "'conv2' are in no group" in group_problems(mnist_cnn(), ["conv1", "fc1", "logits"])[0]
+    True
+    """
+    try:
+        resolved = layer_groups(model, groups=groups)
+    except (TypeError, ValueError) as err:
+        return [str(err)]
+    problems = []
+    names = {m: n for n, m in model.named_modules()}
+    # overlaps: one group inside another
+    for i, (a, ma) in enumerate(resolved):
+        inside_a = {id(m) for m in ma.modules()}
+        for b, mb in resolved[i + 1:]:
+            if id(mb) in inside_a or id(ma) in {id(m) for m in mb.modules()}:
+                problems.append(f"groups {a!r} and {b!r} overlap (one contains the other), "
+                                "so its parameters would be re-initialized twice; keep one")
+    # coverage: every parameter in some group
+    covered = {id(p) for _, m in resolved for p in m.parameters()}
+    missing = {}
+    for pname, p in model.named_parameters():
+        if id(p) not in covered:
+            owner = pname.rsplit(".", 1)[0] if "." in pname else "<model>"
+            missing[owner] = missing.get(owner, 0) + p.numel()
+    if missing:
+        listed = ", ".join(f"{k!r}" for k in list(missing)[:6])
+        more = " ..." if len(missing) > 6 else ""
+        problems.append(f"parameters of {listed}{more} are in no group "
+                        f"({sum(missing.values()):,} values): the last cascading step would "
+                        "leave them trained; add them to a group, or say why they stay")
+    # forward order
+    if x is not None:
+        called = _forward_order(model, x)
+        rank = {id(m): i for i, (m, _) in enumerate(called)}
+        firsts = []
+        for gname, m in resolved:
+            calls = [rank[id(s)] for s in m.modules() if id(s) in rank]
+            if not calls:
+                problems.append(f"group {gname!r} ({names.get(m, '?')}) does not run in the "
+                                "forward pass; remove it")
+            else:
+                firsts.append((min(calls), gname))
+        order = [g for _, g in sorted(firsts)]
+        given = [g for _, g in firsts]
+        if given != order:
+            problems.append(f"the groups are not in forward order: the forward pass runs "
+                            f"{order}, you listed {given}. List them input -> output; "
+                            "cascading randomization starts from the last one (the logits)")
+    return problems

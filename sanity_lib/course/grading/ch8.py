@@ -85,7 +85,7 @@ TRUE_STATEMENTS = frozenset(k for k, (_, truth, _) in STATEMENTS.items() if trut
 @register("ch8_ex1")
 def _check_groups(answer, model=None, x=None):
     from sanity_lib.models import layer_groups
-    from sanity_lib.own_model import group_problems
+    from sanity_lib.models import group_problems
 
     if not isinstance(model, nn.Module):
         raise TypeError('ch8_ex1 needs the model: sl.grading.check("ch8_ex1", groups, '
@@ -98,10 +98,10 @@ def _check_groups(answer, model=None, x=None):
         resolved = layer_groups(model, groups=list(answer))
     except (TypeError, ValueError) as err:
         raise CheckFailed(f"These groups are not submodules of the model: {err}\nHint: list "
-                          "the candidates with own_model.list_modules(model, x).") from None
+                          "the candidates with sl.models.list_modules(model, x).") from None
     problems = group_problems(model, list(answer), x)
     expect(not problems, "Your grouping has a problem: " + " ".join(problems),
-           hint="own_model.group_problems(model, groups, x) says the same; fix each item.")
+           hint="sl.models.group_problems(model, groups, x) says the same; fix each item.")
     expect(len(resolved) >= MIN_GROUPS,
            f"Only {len(resolved)} groups: a cascading curve with so few steps can hardly be "
            "read.", hint="Use the model's blocks (stages), not two or three big parts.")
@@ -171,7 +171,7 @@ def _check_explainable(answer, model=None, x=None):
     expect(not missing, f"{missing} can explain this model too.",
            hint="Methods that only use ordinary gradients (Gradient, Gradient x Input, IG, "
                 "SmoothGrad, GradCAM) work with any differentiable activation. Try each with "
-                "sl.saliency.explain, or read own_model.preflight's report.")
+                "sl.saliency.explain, or read sl.checks.preflight's report.")
 
 
 # ----------------------------------------------------------------------------- ex3
@@ -213,7 +213,7 @@ def _check_failing(answer, result=None, by=None, metric="spearman_abs"):
            f"{wrong} changed: less than half of their similarity is left at {by!r} "
            f"({', '.join(f'{m} {retained[m]:.2f}' for m in wrong)}), so they pass there.",
            hint="Fail means the maps stayed similar. Rescale the mean similarity: "
-                "(mean - noise floor) / (1 - noise floor), or use own_model.verdict.")
+                "(mean - noise floor) / (1 - noise floor), or use sl.checks.verdict.")
     missing = sorted(clear_fail - given)
     expect(not missing,
            f"{missing} stayed similar at {by!r} "

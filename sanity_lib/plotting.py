@@ -18,7 +18,7 @@ import torch
 
 from sanity_lib.saliency._registry import REGISTRY, method_label
 
-__all__ = ["plot_curves", "plot_grid", "METRIC_LABELS", "METHOD_LABELS"]
+__all__ = ["plot_curves", "plot_grid", "plot_maps", "METRIC_LABELS", "METHOD_LABELS"]
 
 #: Axis labels of the similarity metrics.
 METRIC_LABELS = {
@@ -324,4 +324,120 @@ def plot_grid(maps, layers, image=0, mode="abs", methods=None, steps=None, input
             if c == 0:
                 panel.set_ylabel(_label(m), fontsize=9)
     fig.colorbar(picture, ax=map_axes, shrink=0.8, label=bar_label)
+    return fig
+
+
+_MAP_COLORS = {"abs": (_ABS_CMAP, 0.0, 1.0, "normalized |saliency|"),
+               "diverging": (_DIVERGING_CMAP, -1.0, 1.0, "normalized saliency (signed)")}
+
+
+def plot_maps(maps, inputs=None, *, columns=None, modes="abs", titles=None, row_labels=None,
+              size: float = 1.7):
+    """Saliency maps of several methods and images: one row per method, one column per view.
+
+    Each column is an ``(image index, mode)`` pair, so one figure can show the paper's
+    absolute-value view (``"abs"``: normalized to [0, 1], gray) next to the signed view
+    (``"diverging"``: normalized to [-1, 1], red positive, blue negative, white 0), with
+    :func:`sanity_lib.similarity.normalize` (the paper's normalizations). The inputs, when
+    given, fill the top row; each mode gets one colour bar under its columns.
+
+    Parameters
+    ----------
+    maps : dict of str to tensor
+        Row name (a method, or any label) -> maps N x C x H x W (or N x H x W), batch first.
+    inputs : tensor, optional
+        N x C x H x W images in [0, 1] for the top row.
+    columns : list of (int, str), optional
+        The columns, as (image index, mode) pairs. Default: every image in each of ``modes``.
+    modes : str or sequence of str, default "abs"
+        Used when ``columns`` is not given.
+    titles : list of str, optional
+        One per column; default the image index (and the mode when there are several).
+    row_labels : dict of str to str, optional
+        How to write a row's name; default the method registry's labels.
+    size : float, default 1.7
+        Inches per panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sanity_lib import models, saliency
+    >>> model, x = models.mnist_cnn(), torch.rand(2, 1, 28, 28)
+    >>> maps = {m: saliency.explain(model, x, m) for m in ("gradient", "guided_backprop")}
+    >>> fig = plot_maps(maps, x, modes=("abs", "diverging"))
+    >>> len(fig.axes)   # 3 rows x 4 columns, and two colour bars
+    14
+    """
+    import matplotlib.pyplot as plt
+
+    from sanity_lib import similarity
+    from sanity_lib._validation import check_choice, check_choices, check_int, check_real
+
+    if not isinstance(maps, dict) or not maps:
+        raise TypeError("maps must be a non-empty dict: row name -> maps (N x C x H x W), e.g. "
+                        "{'gradient': explain(model, x, 'gradient')}")
+    n = None
+    for name, m in maps.items():
+        if not isinstance(m, torch.Tensor) or m.dim() not in (3, 4) or m.shape[0] == 0:
+            raise TypeError(f"maps[{name!r}] must be a tensor N x C x H x W or N x H x W, got "
+                            f"{tuple(m.shape) if isinstance(m, torch.Tensor) else type(m)}")
+        if n is not None and m.shape[0] != n:
+            raise ValueError(f"every entry of maps must hold the same images; maps[{name!r}] "
+                             f"holds {m.shape[0]}, the others {n}")
+        n = m.shape[0]
+    if columns is None:
+        modes = check_choices("modes", modes, ("abs", "diverging"))
+        columns = [(i, mode) for i in range(n) for mode in modes]
+        several = len(modes) > 1
+        default_titles = [f"image {i}" + (f"\n{mode}" if several else "") for i, mode in columns]
+    else:
+        columns = list(columns)
+        if not columns:
+            raise ValueError("columns is empty; give (image index, mode) pairs, e.g. [(0, 'abs')]")
+        for item in columns:
+            if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                raise TypeError(f"each column must be an (image index, mode) pair, got {item!r}")
+            check_int("image index", item[0], minimum=0, maximum=n - 1)
+            check_choice("mode", item[1], ("abs", "diverging"))
+        default_titles = [f"image {i}" for i, _ in columns]
+    titles = default_titles if titles is None else list(titles)
+    if len(titles) != len(columns):
+        raise ValueError(f"titles holds {len(titles)} names for {len(columns)} columns")
+    check_real("size", size, 0.0, inclusive=False)
+    if inputs is not None:
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or inputs.shape[0] != n:
+            raise ValueError(f"inputs must be a tensor N x C x H x W with the maps' {n} images")
+    labels = dict(row_labels or {})
+
+    rows = list(maps)
+    top = 1 if inputs is not None else 0
+    fig, axes = plt.subplots(len(rows) + top, len(columns), squeeze=False, layout="constrained",
+                             figsize=(size * len(columns) + 0.8, size * (len(rows) + top) + 0.6))
+    pictures = {}
+    for j, ((i, mode), title) in enumerate(zip(columns, titles)):
+        axes[0, j].set_title(title, fontsize=9)
+        if inputs is not None:
+            picture = inputs[i].detach().cpu().permute(1, 2, 0).squeeze(-1).numpy()
+            axes[0, j].imshow(picture, cmap="gray")
+        cmap, low, high, _ = _MAP_COLORS[mode]
+        for r, name in enumerate(rows, start=top):
+            m = maps[name][i:i + 1].detach().cpu()
+            shown = similarity.normalize(m if m.dim() == 4 else m[:, None], mode)[0].numpy()
+            pictures.setdefault(mode, []).append(
+                axes[r, j].imshow(shown, cmap=cmap, vmin=low, vmax=high, interpolation="nearest"))
+    if inputs is not None:
+        axes[0, 0].set_ylabel("input", fontsize=9)
+    for r, name in enumerate(rows, start=top):
+        axes[r, 0].set_ylabel(labels.get(name, _label(name)), fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for mode, pics in pictures.items():
+        cols = [j for j, (_, m) in enumerate(columns) if m == mode]
+        fig.colorbar(pics[0], ax=[axes[-1, j] for j in cols], location="bottom", shrink=0.9,
+                     aspect=12 * len(cols) ** 0.5, label=_MAP_COLORS[mode][3])
     return fig

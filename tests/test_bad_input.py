@@ -132,3 +132,40 @@ def test_a_result_owns_its_inputs_and_targets(digits):
     assert torch.equal(result.targets, kept_t), "editing target changed the result"
     result.inputs.zero_()
     assert torch.equal(x, digits + 1.0), "editing the result changed the caller's x"
+
+
+# ----------------------------------------------------------------------------- layer groups
+
+def test_groups_follow_the_models_order_not_the_lists(digits):
+    model = mnist_cnn(seed=0)
+    kwargs = dict(metrics=["spearman_abs"], progress=False)
+    natural = sl.model_randomization_test(model, digits, ["gradient"], **kwargs)
+    with pytest.warns(UserWarning, match="using the forward order"):
+        listed = sl.model_randomization_test(model, digits, ["gradient"],
+                                             groups=["logits", "fc1", "conv2", "conv1"],
+                                             **kwargs)
+    assert listed.layers == natural.layers == ["original", "logits", "fc1", "conv2", "conv1"]
+    assert listed.table["value"].tolist() == natural.table["value"].tolist()
+
+
+def test_a_group_without_parameters_is_refused(digits):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
+    with pytest.raises(ValueError, match="group '2' \\(ReLU\\) holds no parameters") as info:
+        sl.model_randomization_test(net, digits, ["gradient"], groups=["1", "2", "3"],
+                                    progress=False)
+    assert raised_in_the_library(info)
+
+
+def test_tied_weights_are_named():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encode = nn.Linear(8, 8)
+            self.decode = nn.Linear(8, 8)
+            self.decode.weight = self.encode.weight
+
+        def forward(self, x):
+            return self.decode(self.encode(x))
+
+    with pytest.warns(UserWarning, match="'encode' and 'decode' share parameters"):
+        sl.models.layer_groups(Tied(), groups=["encode", "decode"])

@@ -26,9 +26,11 @@ Conventions
 """
 import numbers
 
+import torch
 from torch import nn
 
 from sanity_lib._validation import check_device, check_flag, check_images
+from sanity_lib.models.groups import in_forward_order
 
 from .preflight import STATUSES, preflight
 from .result import TABLE_COLUMNS, SanityCheckResult, _describe_test
@@ -210,6 +212,9 @@ def model_randomization_test(model, x, methods=DEFAULT_METHODS, mode="cascading"
     target = _check_target(target, x.shape[0])
     compare_options = _check_compare_options(compare_options)
     device = check_device(device)
+    if groups is not None:  # the order comes from the model's forward pass, not the list
+        device_of_model = next((p.device for p in model.parameters()), torch.device("cpu"))
+        groups = in_forward_order(model, groups, x[:1].to(device_of_model))
     groups = _groups_for_copy(groups, model)
     names = _module_names(model)
     randomization.randomization_order(model, order=order, groups=groups)  # checks groups early

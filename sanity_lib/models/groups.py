@@ -5,12 +5,13 @@ the paper randomizes together (Inception's ``Mixed_6b``, EfficientNet's ``stage4
 """
 import difflib
 import numbers
+import warnings
 
 import pandas as pd
 import torch
 from torch import nn
 
-__all__ = ["layer_groups", "list_modules", "group_problems"]
+__all__ = ["layer_groups", "list_modules", "group_problems", "in_forward_order"]
 
 
 def _has_parameters(module: nn.Module) -> bool:
@@ -72,7 +73,67 @@ def _explicit(model: nn.Module, groups) -> list:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"groups names must be unique; repeated: {duplicates}")
+    for name, module in result:
+        if not _has_parameters(module):
+            raise ValueError(
+                f"group {name!r} ({type(module).__name__}) holds no parameters, so randomizing "
+                "it would change nothing (a step identical to the one before); remove it or "
+                "name the layer with the weights")
+    _warn_tied(result)
     return result
+
+
+def _warn_tied(groups: list) -> None:
+    """Say so when two groups share parameters (tied weights): randomizing one changes both."""
+    owner = {}
+    for name, module in groups:
+        for p in module.parameters():
+            first = owner.setdefault(id(p), name)
+            if first != name:
+                warnings.warn(
+                    f"groups {first!r} and {name!r} share parameters (tied weights, or one "
+                    "group inside the other): randomizing one also randomizes the other",
+                    UserWarning, stacklevel=4)
+                return
+
+
+def in_forward_order(model: nn.Module, groups, x) -> list:
+    """``groups`` resolved and sorted by when the forward pass first runs each of them.
+
+    The randomization tests go from the last group down (top-down) or from the first up, so
+    the order must be the model's, not the order a list happened to be written in. Groups
+    given in another order are reordered, with a warning that names both orders.
+
+    Raises
+    ------
+    ValueError
+        A group that does not run in the forward pass on ``x``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sanity_lib.models import mnist_cnn
+    >>> import warnings; warnings.simplefilter("ignore")
+    >>> [n for n, _ in in_forward_order(mnist_cnn(), ["logits", "conv1"], torch.rand(1, 1, 28, 28))]
+    ['conv1', 'logits']
+    """
+    resolved = layer_groups(model, groups=groups)
+    called = _forward_order(model, x)
+    rank = {id(m): i for i, (m, _) in enumerate(called)}
+    firsts = []
+    for name, module in resolved:
+        calls = [rank[id(s)] for s in module.modules() if id(s) in rank]
+        if not calls:
+            raise ValueError(f"group {name!r} does not run in the model's forward pass on x; "
+                             "remove it from groups")
+        firsts.append(min(calls))
+    ordered = [g for _, g in sorted(zip(firsts, resolved), key=lambda t: t[0])]
+    if [n for n, _ in ordered] != [n for n, _ in resolved]:
+        warnings.warn(
+            f"groups were listed as {[n for n, _ in resolved]}, but the forward pass runs them "
+            f"as {[n for n, _ in ordered]}; using the forward order (input -> output), so that "
+            "order='top_down' starts at the output", UserWarning, stacklevel=3)
+    return ordered
 
 
 def layer_groups(model: nn.Module, groups=None) -> list:
@@ -255,7 +316,9 @@ def group_problems(model, groups, x=None):
     True
     """
     try:
-        resolved = layer_groups(model, groups=groups)
+        with warnings.catch_warnings():  # overlaps are reported below, in words
+            warnings.simplefilter("ignore", UserWarning)
+            resolved = layer_groups(model, groups=groups)
     except (TypeError, ValueError) as err:
         return [str(err)]
     problems = []

@@ -24,7 +24,7 @@ import numbers
 from typing import Iterable, Sequence
 
 __all__ = ["check_flag", "check_int", "check_real", "check_choice", "check_choices",
-           "check_images", "check_device", "parse_methods", "closest"]
+           "check_images", "check_device", "parse_methods", "as_unit_images", "closest"]
 
 
 def closest(value, choices: Iterable) -> str | None:
@@ -251,3 +251,29 @@ def parse_methods(methods) -> dict:
                             f"{{'{name}': {{'batch_size': 8}}}}; got {type(settings).__name__}")
         out[name] = dict(settings)
     return out
+
+
+def as_unit_images(x01, name: str = "x01"):
+    """Images for a model's ``preprocess``: floats in [0, 1]; 8-bit pixels are converted.
+
+    A ``uint8`` tensor (0..255, as images load from disk) is divided by 255; any other
+    integer or bool tensor is refused, since its scale is unknown.
+
+    Examples
+    --------
+    >>> import torch
+    >>> as_unit_images(torch.tensor([0, 255], dtype=torch.uint8)).tolist()
+    [0.0, 1.0]
+    """
+    import torch
+
+    if not isinstance(x01, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of images in [0, 1], got "
+                        f"{type(x01).__name__}; convert with torch.as_tensor({name})")
+    if x01.dtype == torch.uint8:
+        return x01.to(torch.get_default_dtype()) / 255.0
+    if not x01.is_floating_point():
+        raise TypeError(f"{name} must hold floats in [0, 1] (or uint8 pixels 0..255), got "
+                        f"dtype {x01.dtype}; convert with {name}.float() / 255 for 8-bit "
+                        "values")
+    return x01

@@ -594,7 +594,21 @@ def trained_mnist_model(arch: str = "cnn", labels: str = "true", activation: str
 # ----------------------------------------------------------------------------- your own model
 
 # Bump when what train_cached stores, or how it trains, changes.
-_TRAIN_CACHED_FORMAT = 1
+_TRAIN_CACHED_FORMAT = 2
+
+
+def _key_value(value):
+    """A setting as the cache key sees it: tensors by fingerprint, containers element-wise
+    (never a truncated repr, which two different tensors can share)."""
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return value
+    if isinstance(value, torch.Tensor):
+        return {"tensor": _cache.fingerprint(value)}
+    if isinstance(value, (tuple, list)):
+        return [_key_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _key_value(v) for k, v in sorted(value.items())}
+    return repr(value)
 
 
 def train_cached(model, images, labels, *, name, cache=True, progress=False, **settings):
@@ -674,9 +688,11 @@ def train_cached(model, images, labels, *, name, cache=True, progress=False, **s
         "model": f"{type(model).__module__}.{type(model).__qualname__}",
         "initial_fingerprint": fingerprint(model),
         "images": fingerprint(images), "labels": fingerprint(labels),
-        "settings": {k: (v if isinstance(v, (bool, int, float, str, type(None))) else repr(v))
-                     for k, v in sorted(settings.items())},
+        # which parameters train: a frozen layer is another training run
+        "trainable": [n for n, p in model.named_parameters() if p.requires_grad],
+        "settings": {k: _key_value(v) for k, v in sorted(settings.items())},
     }
+
     def load(entry):
         history = TrainingHistory.from_dict(entry["history"])
         model.load_state_dict(entry["state_dict"])

@@ -169,3 +169,82 @@ def test_tied_weights_are_named():
 
     with pytest.warns(UserWarning, match="'encode' and 'decode' share parameters"):
         sl.models.layer_groups(Tied(), groups=["encode", "decode"])
+
+
+# ----------------------------------------------------------------------------- stale caches
+
+def test_the_sweep_cache_sees_what_the_model_computes_not_only_its_weights(digits, tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("SANITY_LIB_CACHE", str(tmp_path))
+    kwargs = dict(metrics=["spearman_abs"], progress=False, cache=True)
+    model = mnist_cnn(seed=0)
+    first = sl.model_randomization_test(model, digits, ["gradient"], **kwargs)
+    entries = lambda: len(list((tmp_path / "sweeps").glob("*.pt")))  # noqa: E731
+    sl.model_randomization_test(model, digits, ["gradient"], **kwargs)
+    assert entries() == 1, "an identical call must be a hit"
+
+    patched = mnist_cnn(seed=0)                   # same state_dict, another forward
+    original_forward = patched.forward
+    patched.forward = lambda x: 2.0 * original_forward(x)
+    sl.model_randomization_test(patched, digits, ["gradient"], **kwargs)
+    assert entries() == 2, "a patched forward must not reuse the old result"
+
+    hooked = mnist_cnn(seed=0)
+    hooked.fc1.register_forward_hook(lambda m, i, out: out.clamp(min=0.1))
+    second = sl.model_randomization_test(hooked, digits, ["gradient"], **kwargs)
+    assert entries() == 3, "a hook that changes outputs must not reuse the old result"
+    assert not second.table["value"].equals(first.table["value"])
+
+
+# ----------------------------------------------------------------------------- pixel scale
+
+def test_preflight_reports_8_bit_pixels_as_a_problem():
+    model = sl.models.efficientnet_lite0(pretrained=False)
+    pixels = (sl.data.sample_images(64)[:2] * 255).round()
+    report = sl.checks.preflight(model, pixels, ["gradient"])
+    status, detail = report.loc["input"]
+    assert status == "problem" and "8-bit pixels: divide by 255" in detail
+    fine = sl.checks.preflight(model, model.preprocess(pixels / 255), ["gradient"])
+    assert fine.loc["input", "status"] == "ok"
+
+
+def test_preprocess_converts_uint8_and_refuses_other_integers():
+    model = sl.models.efficientnet_lite0(pretrained=False)
+    x01 = sl.data.sample_images(32)[:1]
+    as_bytes = (x01 * 255).round().to(torch.uint8)
+    assert torch.allclose(model.preprocess(as_bytes), model.preprocess(as_bytes.float() / 255))
+    with pytest.raises(TypeError, match="must hold floats in \\[0, 1\\]") as info:
+        model.preprocess(as_bytes.to(torch.int64))
+    assert raised_in_the_library(info)
+    assert sl.models.mnist_cnn().preprocess(torch.full((1, 1, 28, 28), 255,
+                                                       dtype=torch.uint8)).max() == 1.0
+
+
+def test_train_cached_keys_on_frozen_layers_and_the_whole_eval_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("SANITY_LIB_CACHE", str(tmp_path))
+    x, y = sl.data.load_mnist("train")
+    x, y = x[:64], y[:64]
+    calls = []
+    real = sl.training.train
+    monkeypatch.setattr(sl.training, "train", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+
+    kwargs = dict(name="demo", epochs=1, batch_size=32)
+    sl.training.train_cached(net(), x, y, **kwargs)
+    sl.training.train_cached(net(), x, y, **kwargs)
+    assert len(calls) == 1
+    frozen = net()
+    frozen[1].bias.requires_grad_(False)
+    sl.training.train_cached(frozen, x, y, **kwargs)
+    assert len(calls) == 2, "a frozen layer must not return the unfrozen run"
+    # two eval sets whose reprs agree (a long tensor's repr is truncated) but whose data differ
+    a = (torch.zeros(2000, 1, 28, 28), torch.zeros(2000, dtype=torch.long))
+    b = (a[0].clone(), a[1].clone())
+    b[0][1000, 0, 14, 14] = 1.0
+    assert repr(a) == repr(b)
+    sl.training.train_cached(net(), x, y, eval_data=a, **kwargs)
+    sl.training.train_cached(net(), x, y, eval_data=b, **kwargs)
+    assert len(calls) == 4

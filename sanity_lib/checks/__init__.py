@@ -49,6 +49,7 @@ from .sweep import (
     _working_copy,
     default_explainer,
     fingerprint,
+    outputs_fingerprint,
     run_sweep,
 )
 from .verdicts import verdict
@@ -135,8 +136,11 @@ def model_randomization_test(model, x, methods=DEFAULT_METHODS, mode="cascading"
         False saves memory on long sweeps, and ``plot_grid`` is then unavailable.
     cache : bool, default False
         Store the finished result on disk (:mod:`sanity_lib._cache`, folder ``sweeps``),
-        keyed by the whole configuration including fingerprints of the model's weights and
-        of ``x``; a later identical call loads it instead of recomputing. ``device`` and
+        keyed by the whole configuration: the model's class, layout and weights
+        (:func:`fingerprint`), what it computes on ``x`` (its scores, so hooks, buffers
+        outside the ``state_dict`` and patched ``forward`` methods count too), ``x``
+        itself, the methods and their settings, the explainer's ``cache_key`` and every
+        option; a later identical call loads it instead of recomputing. ``device`` and
         ``progress`` are not part of the key.
     compare_options : dict, optional
         Passed to :func:`sanity_lib.similarity.compare` and ``noise_floor`` (e.g.
@@ -233,6 +237,8 @@ def model_randomization_test(model, x, methods=DEFAULT_METHODS, mode="cascading"
     }
     settings["methods"] = methods  # the dict itself (names, settings); the key uses _jsonable
     config = {**settings, "methods": _jsonable(methods, names)}
+    if cache:  # what the model computes, not only its weights (see outputs_fingerprint)
+        config["model_outputs"] = outputs_fingerprint(model, x, device)
 
     def run():
         work = _working_copy(model, device)
@@ -322,6 +328,9 @@ def data_randomization_test(true_model, random_label_model, x, methods=DEFAULT_M
     }
     settings["methods"] = methods
     config = {**settings, "methods": _jsonable(methods, names)}
+    if cache:
+        config["model_outputs"] = [outputs_fingerprint(m, x, device)
+                                   for m in (true_model, random_label_model)]
 
     def run():
         work = _working_copy(true_model, device)

@@ -133,7 +133,14 @@ def preflight(model, x, methods=None, *, labels=None, groups=None, n_images=2):
         detail = f"{tuple(x.shape)}, values in [{lo:.2f}, {hi:.2f}]"
         status = "ok"
         prep = getattr(model, "preprocess", None)
-        if callable(prep) and lo >= 0 and hi <= 1:
+        if lo >= 0 and hi > 2 and float(x.round().sub(x).abs().max()) == 0 and hi <= 255:
+            # Whole numbers up to 255: 8-bit pixels, fed to a model that expects [0, 1] (or
+            # its own preprocess of [0, 1] images).
+            status = "problem"
+            detail += ("; these are whole numbers up to 255, i.e. 8-bit pixels: divide by 255 "
+                       "first" + (" and pass model.preprocess(x / 255)" if callable(prep)
+                                  else ""))
+        elif callable(prep) and lo >= 0 and hi <= 1:
             try:
                 changed = not torch.allclose(prep(x[:1]), x[:1])
             except Exception:  # a preprocess for other shapes: not our business here

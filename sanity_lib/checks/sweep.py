@@ -22,7 +22,7 @@ from sanity_lib._validation import check_choices, parse_methods
 
 from .result import TABLE_COLUMNS, SanityCheckResult, _make_table
 
-__all__ = ["run_sweep", "default_explainer", "fingerprint", "TARGETS"]
+__all__ = ["run_sweep", "default_explainer", "fingerprint", "outputs_fingerprint", "TARGETS"]
 
 #: The named target policies; an int or N ints are also accepted.
 TARGETS = ("argmax", "original")
@@ -111,6 +111,21 @@ def _working_copy(model: nn.Module, device: torch.device) -> nn.Module:
         raise TypeError(f"could not copy the model ({type(err).__name__}: {err}); the tests "
                         "explain copies so your model is never changed") from err
     return work.to(device).eval()
+
+
+def outputs_fingerprint(model: nn.Module, x: torch.Tensor, device: torch.device) -> str:
+    """A fingerprint of what the model computes on ``x``: its scores, in float16.
+
+    Part of every sweep's cache key beside the weights' fingerprint, so that a model whose
+    behaviour changed through something a ``state_dict`` does not hold (a non-persistent
+    buffer, a plain attribute, a hook, a patched ``forward``) never gets an old result. The
+    scores are rounded to float16 so that the last bits of a float32 sum do not matter.
+    """
+    work = _working_copy(model, device)
+    with torch.no_grad():
+        out = torch.cat([work(x[i:i + _ARGMAX_BATCH].to(device)).cpu()
+                         for i in range(0, x.shape[0], _ARGMAX_BATCH)])
+    return fingerprint(out.to(torch.float16))
 
 
 def _groups_for_copy(groups, model: nn.Module):

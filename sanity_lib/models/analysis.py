@@ -15,6 +15,8 @@ Both return N x 1 outputs (explain ``target=0``), take inputs as they are
 import torch
 from torch import nn
 
+from sanity_lib._validation import as_unit_images
+
 __all__ = ["LinearModel", "OneConvModel", "SumPool", "linear_model", "one_conv_model",
            "SOBEL_X", "SOBEL_Y"]
 
@@ -54,6 +56,7 @@ class LinearModel(nn.Module):
 
     def preprocess(self, x01: torch.Tensor) -> torch.Tensor:
         """Identity: the model reads its input as given."""
+        x01 = as_unit_images(x01)
         return _identity(x01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,6 +90,7 @@ class OneConvModel(nn.Module):
 
     def preprocess(self, x01: torch.Tensor) -> torch.Tensor:
         """Identity: the model reads its input as given."""
+        x01 = as_unit_images(x01)
         return _identity(x01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

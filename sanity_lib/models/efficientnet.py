@@ -32,6 +32,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sanity_lib._validation import as_unit_images
+
 __all__ = ["EfficientNetLite0", "MBConv", "Conv2dSame", "efficientnet_lite0",
            "LITE0_STAGES", "weights_file"]
 
@@ -185,6 +187,7 @@ class EfficientNetLite0(nn.Module):
         >>> model.preprocess(torch.tensor([0.0, 1.0])).tolist()
         [-0.9921875, 1.0]
         """
+        x01 = as_unit_images(x01)
         return (x01 * 255.0 - INPUT_MEAN_255) / INPUT_STD_255
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,8 @@ from urllib.error import URLError
 import torch
 from torchvision.models import Inception3, Inception_V3_Weights
 
+from sanity_lib._validation import as_unit_images
+
 __all__ = ["InceptionV3", "inception_v3", "INCEPTION_V3_GROUPS"]
 
 # The paper's 17 randomization stages, input -> output: (paper's name, module path).
@@ -63,6 +65,7 @@ class InceptionV3(Inception3):
         >>> model.preprocess(torch.tensor([0.0, 0.5, 1.0])).tolist()
         [-1.0, 0.0, 1.0]
         """
+        x01 = as_unit_images(x01)
         return (x01 - 0.5) / 0.5
 
 

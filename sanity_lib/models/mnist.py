@@ -6,6 +6,8 @@ backpropagation wrapper see every rectifier, and randomizing a layer touches one
 import torch
 from torch import nn
 
+from sanity_lib._validation import as_unit_images
+
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "softplus": nn.Softplus,
@@ -48,6 +50,7 @@ class MnistCNN(nn.Module):
 
     def preprocess(self, x01: torch.Tensor) -> torch.Tensor:
         """The network reads [0, 1] pixels directly: preprocessing is the identity."""
+        x01 = as_unit_images(x01)
         return x01
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,6 +79,7 @@ class MnistMLP(nn.Module):
 
     def preprocess(self, x01: torch.Tensor) -> torch.Tensor:
         """The network reads [0, 1] pixels directly: preprocessing is the identity."""
+        x01 = as_unit_images(x01)
         return x01
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -248,3 +248,39 @@ def test_train_cached_keys_on_frozen_layers_and_the_whole_eval_data(tmp_path, mo
     sl.training.train_cached(net(), x, y, eval_data=a, **kwargs)
     sl.training.train_cached(net(), x, y, eval_data=b, **kwargs)
     assert len(calls) == 4
+
+
+# ----------------------------------------------------------------------------- hand-written ReLUs
+
+class HandWritten(nn.Module):
+    """A small CNN whose ReLU is written in one of the ways the guided rule cannot see."""
+
+    def __init__(self, how):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 26 * 26, 10)
+        self.how = how
+
+    def forward(self, x):
+        h = self.conv(x)
+        if self.how == "where":
+            h = torch.where(h > 0, h, torch.zeros_like(h))
+        elif self.how == "maximum":
+            h = torch.maximum(h, torch.zeros_like(h))
+        else:
+            h = h * (h > 0)
+        return self.fc(h.flatten(1))
+
+
+@pytest.mark.parametrize("how, found", [("where", "torch.where"),
+                                        ("maximum", "torch.maximum"),
+                                        ("mask", "a comparison with 0")])
+def test_a_hand_written_relu_is_named_and_the_map_said_to_be_the_gradient(digits, how, found):
+    model = HandWritten(how)
+    with pytest.warns(sl.saliency.SaliencyWarning) as caught:
+        guided = sl.saliency.explain(model, digits, "guided_backprop")
+    message = " ".join(str(w.message) for w in caught)
+    assert found in message and "the map is the plain gradient" in message
+    assert "no rectifier at all" not in message
+    assert torch.allclose(guided, sl.saliency.explain(model, digits, "gradient"))

@@ -152,6 +152,7 @@ class guided_rectifiers(TorchFunctionMode):
     def __init__(self):
         super().__init__()
         self.n_guided = 0
+        self.handwritten = set()  # rectifier-like calls it cannot guide (torch.where, x > 0)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -160,7 +161,33 @@ class guided_rectifiers(TorchFunctionMode):
             if call is not None:
                 self.n_guided += 1
                 return _GuidedRectifier.apply(*call)
+        if func in _HANDWRITTEN and _looks_handwritten(func, args):
+            self.handwritten.add(_HANDWRITTEN[func])
         return func(*args, **kwargs)
+
+
+# Calls with which people write a rectifier by hand; the guided rule cannot see them.
+_HANDWRITTEN = {
+    torch.where: "torch.where", torch.Tensor.where: "torch.where",
+    torch.maximum: "torch.maximum", torch.Tensor.maximum: "torch.maximum",
+    torch.fmax: "torch.fmax",
+    torch.gt: "a comparison with 0 (e.g. x * (x > 0))",
+    torch.Tensor.gt: "a comparison with 0 (e.g. x * (x > 0))",
+    torch.Tensor.__gt__: "a comparison with 0 (e.g. x * (x > 0))",
+    torch.ge: "a comparison with 0 (e.g. x * (x >= 0))",
+    torch.Tensor.ge: "a comparison with 0 (e.g. x * (x >= 0))",
+    torch.Tensor.__ge__: "a comparison with 0 (e.g. x * (x >= 0))",
+}
+
+
+def _looks_handwritten(func, args) -> bool:
+    """A hand-written rectifier acts on an activation (a tensor that carries a gradient)."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if not any(t.requires_grad for t in tensors):
+        return False
+    if _HANDWRITTEN[func].startswith("a comparison"):
+        return len(args) > 1 and _number(args[1]) and args[1] == 0
+    return True
 
 
 # Autograd node names (without the trailing version digit).
@@ -239,7 +266,7 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                     warn: bool = True) -> torch.Tensor:
     """d(guided)S_target/dx for one batch; raises when a rectifier cannot be guided."""
     x = x.detach().clone().requires_grad_(True)
-    with guided_rectifiers():
+    with guided_rectifiers() as mode:
         out = model(x)
     if out.grad_fn is None:
         return torch.zeros_like(x)
@@ -261,7 +288,16 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
             "gradients would not be guided. Call rectifiers through torch or torch.nn.functional "
             "(F.relu, nn.ReLU, ...), or use another method"
         )
-    if warn and (smooth or not guided):
+    if warn and mode.handwritten:
+        found = ", ".join(sorted(mode.handwritten))
+        what = (f"only {guided} rectifier call(s) could be guided" if guided else
+                "found no rectifier it can guide, so the map is the plain gradient")
+        warnings.warn(
+            f"guided_backprop {what}: the forward pass uses {found} on activations, which "
+            "looks like a rectifier written by hand; Guided Backprop cannot see it and passes "
+            "its gradient unguided. Write it as F.relu or nn.ReLU to guide it",
+            SaliencyWarning, stacklevel=4)
+    elif warn and (smooth or not guided):
         message = "guided_backprop: "
         if smooth:
             message += (

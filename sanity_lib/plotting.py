@@ -332,29 +332,35 @@ _MAP_COLORS = {"abs": (_ABS_CMAP, 0.0, 1.0, "normalized |saliency|"),
 
 
 def plot_maps(maps, inputs=None, *, columns=None, modes="abs", titles=None, row_labels=None,
-              size: float = 1.7):
+              title=None, size: float = 1.7):
     """Saliency maps of several methods and images: one row per method, one column per view.
 
     Each column is an ``(image index, mode)`` pair, so one figure can show the paper's
     absolute-value view (``"abs"``: normalized to [0, 1], gray) next to the signed view
     (``"diverging"``: normalized to [-1, 1], red positive, blue negative, white 0), with
-    :func:`sanity_lib.similarity.normalize` (the paper's normalizations). The inputs, when
-    given, fill the top row; each mode gets one colour bar under its columns.
+    :func:`sanity_lib.similarity.normalize` (the paper's normalizations). A row may fix its
+    own view instead (``{"gradient (signed)": (maps, "diverging")}``), for figures that
+    compare the views row by row. The inputs, when given, fill the top row; each view gets
+    one colour bar.
 
     Parameters
     ----------
-    maps : dict of str to tensor
-        Row name (a method, or any label) -> maps N x C x H x W (or N x H x W), batch first.
+    maps : dict of str to tensor, or to (tensor, mode)
+        Row name (a method, or any label) -> maps N x C x H x W (or N x H x W), batch first;
+        with a mode, the row is drawn in that view in every column.
     inputs : tensor, optional
         N x C x H x W images in [0, 1] for the top row.
     columns : list of (int, str), optional
-        The columns, as (image index, mode) pairs. Default: every image in each of ``modes``.
+        The columns, as (image index, mode) pairs. Default: every image in each of ``modes``
+        (every image once when every row fixes its own view).
     modes : str or sequence of str, default "abs"
         Used when ``columns`` is not given.
     titles : list of str, optional
         One per column; default the image index (and the mode when there are several).
     row_labels : dict of str to str, optional
         How to write a row's name; default the method registry's labels.
+    title : str, optional
+        A title over the whole figure.
     size : float, default 1.7
         Inches per panel.
 
@@ -371,17 +377,25 @@ def plot_maps(maps, inputs=None, *, columns=None, modes="abs", titles=None, row_
     >>> fig = plot_maps(maps, x, modes=("abs", "diverging"))
     >>> len(fig.axes)   # 3 rows x 4 columns, and two colour bars
     14
+    >>> fig = plot_maps({"abs": (maps["gradient"], "abs"),
+    ...                  "signed": (maps["gradient"], "diverging")}, x, title="Gradient")
+    >>> len(fig.axes)   # 3 rows x 2 images, and two colour bars
+    8
     """
     import matplotlib.pyplot as plt
 
     from sanity_lib import similarity
     from sanity_lib._validation import check_choice, check_choices, check_int, check_real
 
+    views = ("abs", "diverging")
     if not isinstance(maps, dict) or not maps:
         raise TypeError("maps must be a non-empty dict: row name -> maps (N x C x H x W), e.g. "
                         "{'gradient': explain(model, x, 'gradient')}")
-    n = None
-    for name, m in maps.items():
+    rows, n = {}, None
+    for name, value in maps.items():
+        m, row_mode = value if isinstance(value, tuple) and len(value) == 2 else (value, None)
+        if row_mode is not None:
+            check_choice(f"the mode of row {name!r}", row_mode, views)
         if not isinstance(m, torch.Tensor) or m.dim() not in (3, 4) or m.shape[0] == 0:
             raise TypeError(f"maps[{name!r}] must be a tensor N x C x H x W or N x H x W, got "
                             f"{tuple(m.shape) if isinstance(m, torch.Tensor) else type(m)}")
@@ -389,8 +403,10 @@ def plot_maps(maps, inputs=None, *, columns=None, modes="abs", titles=None, row_
             raise ValueError(f"every entry of maps must hold the same images; maps[{name!r}] "
                              f"holds {m.shape[0]}, the others {n}")
         n = m.shape[0]
+        rows[name] = (m.detach().cpu() if m.dim() == 4 else m.detach().cpu()[:, None], row_mode)
+    by_row = all(mode is not None for _, mode in rows.values())
     if columns is None:
-        modes = check_choices("modes", modes, ("abs", "diverging"))
+        modes = ("abs",) if by_row else check_choices("modes", modes, views)
         columns = [(i, mode) for i in range(n) for mode in modes]
         several = len(modes) > 1
         default_titles = [f"image {i}" + (f"\n{mode}" if several else "") for i, mode in columns]
@@ -402,7 +418,7 @@ def plot_maps(maps, inputs=None, *, columns=None, modes="abs", titles=None, row_
             if not (isinstance(item, (tuple, list)) and len(item) == 2):
                 raise TypeError(f"each column must be an (image index, mode) pair, got {item!r}")
             check_int("image index", item[0], minimum=0, maximum=n - 1)
-            check_choice("mode", item[1], ("abs", "diverging"))
+            check_choice("mode", item[1], views)
         default_titles = [f"image {i}" for i, _ in columns]
     titles = default_titles if titles is None else list(titles)
     if len(titles) != len(columns):
@@ -413,22 +429,21 @@ def plot_maps(maps, inputs=None, *, columns=None, modes="abs", titles=None, row_
             raise ValueError(f"inputs must be a tensor N x C x H x W with the maps' {n} images")
     labels = dict(row_labels or {})
 
-    rows = list(maps)
     top = 1 if inputs is not None else 0
     fig, axes = plt.subplots(len(rows) + top, len(columns), squeeze=False, layout="constrained",
                              figsize=(size * len(columns) + 0.8, size * (len(rows) + top) + 0.6))
-    pictures = {}
-    for j, ((i, mode), title) in enumerate(zip(columns, titles)):
-        axes[0, j].set_title(title, fontsize=9)
+    drawn = {}  # mode -> [(row, column, picture)]
+    for j, ((i, column_mode), text) in enumerate(zip(columns, titles)):
+        axes[0, j].set_title(text, fontsize=9)
         if inputs is not None:
             picture = inputs[i].detach().cpu().permute(1, 2, 0).squeeze(-1).numpy()
             axes[0, j].imshow(picture, cmap="gray")
-        cmap, low, high, _ = _MAP_COLORS[mode]
-        for r, name in enumerate(rows, start=top):
-            m = maps[name][i:i + 1].detach().cpu()
-            shown = similarity.normalize(m if m.dim() == 4 else m[:, None], mode)[0].numpy()
-            pictures.setdefault(mode, []).append(
-                axes[r, j].imshow(shown, cmap=cmap, vmin=low, vmax=high, interpolation="nearest"))
+        for r, (m, row_mode) in enumerate(rows.values(), start=top):
+            mode = row_mode or column_mode
+            cmap, low, high, _ = _MAP_COLORS[mode]
+            shown = similarity.normalize(m[i:i + 1], mode)[0].numpy()
+            drawn.setdefault(mode, []).append((r, j, axes[r, j].imshow(
+                shown, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")))
     if inputs is not None:
         axes[0, 0].set_ylabel("input", fontsize=9)
     for r, name in enumerate(rows, start=top):
@@ -436,8 +451,15 @@ def plot_maps(maps, inputs=None, *, columns=None, modes="abs", titles=None, row_
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    for mode, pics in pictures.items():
-        cols = [j for j, (_, m) in enumerate(columns) if m == mode]
-        fig.colorbar(pics[0], ax=[axes[-1, j] for j in cols], location="bottom", shrink=0.9,
-                     aspect=12 * len(cols) ** 0.5, label=_MAP_COLORS[mode][3])
+    for mode, pictures in drawn.items():
+        if by_row:  # a colour bar to the right of the rows drawn in this view
+            where = sorted({r for r, _, _ in pictures})
+            fig.colorbar(pictures[0][2], ax=[axes[r, -1] for r in where], location="right",
+                         shrink=0.9, label=_MAP_COLORS[mode][3])
+        else:       # under the columns drawn in this view
+            where = sorted({j for _, j, _ in pictures})
+            fig.colorbar(pictures[0][2], ax=[axes[-1, j] for j in where], location="bottom",
+                         shrink=0.9, aspect=12 * len(where) ** 0.5, label=_MAP_COLORS[mode][3])
+    if title:
+        fig.suptitle(title)
     return fig

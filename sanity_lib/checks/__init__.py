@@ -25,11 +25,12 @@ Conventions
   changed.
 """
 import numbers
+from types import SimpleNamespace
 
 import torch
 from torch import nn
 
-from sanity_lib._validation import check_device, check_flag, check_images
+from sanity_lib._validation import check_choice, check_device, check_flag, check_images, check_int
 from sanity_lib.models.groups import in_forward_order
 
 from .preflight import STATUSES, preflight
@@ -69,6 +70,27 @@ DEFAULT_METHODS = (
 MODES = ("cascading", "independent", "gaussian_noise")
 
 _DEFAULT_METRICS = ("spearman_abs", "spearman_diverging", "ssim", "hog")
+
+
+def _common_arguments(model, x, methods, target, metrics, compare_options, device, seed,
+                      progress, keep_maps, cache, explainer) -> SimpleNamespace:
+    """The arguments both tests share, checked, and the part of the cache key they make."""
+    for name, value in (("progress", progress), ("keep_maps", keep_maps), ("cache", cache)):
+        check_flag(name, value)
+    seed = check_int("seed", seed, minimum=0)
+    x = check_images(x)
+    methods = _check_methods(methods, model)
+    metrics = _check_metrics(metrics)
+    target = _check_target(target, x.shape[0])
+    compare_options = _check_compare_options(compare_options)
+    names = _module_names(model)
+    explainer_key = _explainer_key(explainer, cache)
+    config = _common_config(x, methods, target, metrics, compare_options, keep_maps, seed,
+                            names, explainer_key)
+    return SimpleNamespace(x=x, methods=methods, target=target, metrics=metrics,
+                           compare_options=compare_options, device=check_device(device),
+                           seed=seed, names=names, config=config,
+                           explainer=explainer or default_explainer)
 
 
 def model_randomization_test(model, x, methods=DEFAULT_METHODS, mode="cascading", *,
@@ -198,45 +220,31 @@ def model_randomization_test(model, x, methods=DEFAULT_METHODS, mode="cascading"
                              f"mode={mode!r} re-initializes the weights (leave std=None)")
         if relative:
             raise ValueError("relative=True is only used with mode='gaussian_noise'")
-    for name, value, choices in (("order", order, randomization.ORDERS),
-                                 ("init", init, randomization.INIT_SCHEMES),
-                                 ("batchnorm", batchnorm, randomization.BATCHNORM_POLICIES)):
-        if not isinstance(value, str) or value not in choices:
-            raise ValueError(f"{name}={value!r} is not known; choose one of {list(choices)}")
+    check_choice("order", order, randomization.ORDERS)
+    check_choice("init", init, randomization.INIT_SCHEMES)
+    check_choice("batchnorm", batchnorm, randomization.BATCHNORM_POLICIES)
     check_flag("relative", relative)
-    check_flag("progress", progress)
-    check_flag("keep_maps", keep_maps)
-    check_flag("cache", cache)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    seed = int(seed)
-    x = check_images(x)
-    methods = _check_methods(methods, model)
-    metrics = _check_metrics(metrics)
-    target = _check_target(target, x.shape[0])
-    compare_options = _check_compare_options(compare_options)
-    device = check_device(device)
+    a = _common_arguments(model, x, methods, target, metrics, compare_options, device, seed,
+                          progress, keep_maps, cache, explainer)
+    x, methods, target, metrics, device = a.x, a.methods, a.target, a.metrics, a.device
+    compare_options, seed, explainer = a.compare_options, a.seed, a.explainer
     if groups is not None:  # the order comes from the model's forward pass, not the list
         device_of_model = next((p.device for p in model.parameters()), torch.device("cpu"))
         groups = in_forward_order(model, groups, x[:1].to(device_of_model))
     groups = _groups_for_copy(groups, model)
-    names = _module_names(model)
     randomization.randomization_order(model, order=order, groups=groups)  # checks groups early
-    explainer_key = _explainer_key(explainer, cache)
-    explainer = explainer or default_explainer
 
     settings = {
         "test": "model_randomization",
         "mode": mode, "order": order, "init": init, "batchnorm": batchnorm,
         "std": float(std) if isinstance(std, numbers.Real) else std, "relative": relative,
-        "groups": _jsonable(groups, names),
+        "groups": _jsonable(groups, a.names),
         "model": type(model).__name__,
         "model_fingerprint": fingerprint(model),
-        **_common_config(x, methods, target, metrics, compare_options, keep_maps, seed, names,
-                         explainer_key),
+        **a.config,
     }
     settings["methods"] = methods  # the dict itself (names, settings); the key uses _jsonable
-    config = {**settings, "methods": _jsonable(methods, names)}
+    config = {**settings, "methods": _jsonable(methods, a.names)}
     if cache:  # what the model computes, not only its weights (see outputs_fingerprint)
         config["model_outputs"] = outputs_fingerprint(model, x, device)
 
@@ -299,23 +307,13 @@ def data_randomization_test(true_model, random_label_model, x, methods=DEFAULT_M
     ...                                     ["gradient", "guided_backprop"])  # doctest: +SKIP
     >>> result.summary()                                                    # doctest: +SKIP
     """
-    for name, value in (("progress", progress), ("keep_maps", keep_maps), ("cache", cache)):
-        check_flag(name, value)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    seed = int(seed)
     if not isinstance(random_label_model, nn.Module):
         raise TypeError(f"random_label_model must be a torch.nn.Module, got "
                         f"{type(random_label_model).__name__}")
-    x = check_images(x)
-    methods = _check_methods(methods, true_model)
-    metrics = _check_metrics(metrics)
-    target = _check_target(target, x.shape[0])
-    compare_options = _check_compare_options(compare_options)
-    device = check_device(device)
-    names = _module_names(true_model)
-    explainer_key = _explainer_key(explainer, cache)
-    explainer = explainer or default_explainer
+    a = _common_arguments(true_model, x, methods, target, metrics, compare_options, device,
+                          seed, progress, keep_maps, cache, explainer)
+    x, methods, target, metrics, device = a.x, a.methods, a.target, a.metrics, a.device
+    compare_options, seed, explainer = a.compare_options, a.seed, a.explainer
 
     settings = {
         "test": "data_randomization",
@@ -323,11 +321,10 @@ def data_randomization_test(true_model, random_label_model, x, methods=DEFAULT_M
         "model_fingerprint": fingerprint(true_model),
         "random_label_model": type(random_label_model).__name__,
         "random_label_model_fingerprint": fingerprint(random_label_model),
-        **_common_config(x, methods, target, metrics, compare_options, keep_maps, seed, names,
-                         explainer_key),
+        **a.config,
     }
     settings["methods"] = methods
-    config = {**settings, "methods": _jsonable(methods, names)}
+    config = {**settings, "methods": _jsonable(methods, a.names)}
     if cache:
         config["model_outputs"] = [outputs_fingerprint(m, x, device)
                                    for m in (true_model, random_label_model)]

@@ -110,7 +110,7 @@ def test_rows_through_the_model_match_the_pass_count(cnn, digits):
         handle.remove()
     # 1 plain + 6 IG + 5 noisy (shared by SmoothGrad and VarGrad) + 1 guided = 13,
     # plus the one-row probe of the activation memory and the one-row check that a
-    # gradient reaches the input (saliency._inputs.check_differentiable)
+    # gradient reaches the input (the probe pass of saliency._inputs.probe)
     assert passes_per_image(SMALL) == 13
     assert sum(rows) == 13 * len(digits) + 2
 

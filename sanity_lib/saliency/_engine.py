@@ -5,7 +5,7 @@ module checks the arguments and runs the plan chunk by chunk."""
 import torch
 from tqdm.auto import tqdm
 
-from ._inputs import (argmax_target, check_differentiable, check_input, check_model,
+from ._inputs import (argmax_target, check_input, check_model,
                       check_target, eval_mode, probe)
 from ._registry import REGISTRY
 from ._settings import check_settings, resolve_method
@@ -108,8 +108,7 @@ def explain(model, x, method, target=None, **settings):
     x = check_input(model, x)
     with torch.inference_mode(False), torch.enable_grad(), eval_mode(model):
         x = x.detach().clone()  # never touch the caller's tensor
-        n_outputs = probe(model, x[:1]).output_shape[1]
-        check_differentiable(model, x[:1])
+        n_outputs = probe(model, x[:1], check_gradient=True).output_shape[1]
         targets = check_target(target, x.shape[0], n_outputs)
         fn, step = REGISTRY[method].plan(model, x, opts)
         starts = range(0, x.shape[0], step)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 __all__ = ["UnsupportedModelError", "check_model", "check_input", "check_target",
-           "check_baseline", "check_differentiable", "eval_mode", "Probe", "probe",
+           "check_baseline", "eval_mode", "Probe", "probe",
            "module_names"]
 
 
@@ -203,9 +203,11 @@ def _check_output(out, x1) -> torch.Tensor:
     return out
 
 
-def probe(model: nn.Module, x1: torch.Tensor, track_modules: bool = False) -> Probe:
-    """One gradient-free forward pass on a few images; with ``track_modules``, temporary
-    forward hooks (removed again) record every module's calls and output rank."""
+def probe(model: nn.Module, x1: torch.Tensor, track_modules: bool = False,
+          check_gradient: bool = False) -> Probe:
+    """One forward pass on a few images; with ``track_modules``, temporary forward hooks
+    (removed again) record every module's calls and output rank; with ``check_gradient``,
+    the pass runs with autograd and the scores must be finite and reach back to the input."""
     result = Probe(output_shape=())
     handles = []
     if track_modules:
@@ -218,8 +220,14 @@ def probe(model: nn.Module, x1: torch.Tensor, track_modules: bool = False) -> Pr
 
         handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        with torch.no_grad():
-            out = _check_output(model(x1), x1)
+        if check_gradient:
+            with torch.enable_grad():
+                leaf = x1.detach().clone().requires_grad_(True)
+                out = _check_output(model(leaf), leaf)
+                _check_gradient(out, leaf)
+        else:
+            with torch.no_grad():
+                out = _check_output(model(x1), x1)
     finally:
         for handle in handles:
             handle.remove()
@@ -227,20 +235,31 @@ def probe(model: nn.Module, x1: torch.Tensor, track_modules: bool = False) -> Pr
     return result
 
 
-def check_differentiable(model: nn.Module, x1: torch.Tensor) -> None:
-    """One forward-backward pass on a few images: the scores must be finite and depend on the
-    input through autograd, or every gradient map would be silently zero or NaN."""
-    with torch.enable_grad():
-        leaf = x1.detach().clone().requires_grad_(True)
-        out = _check_output(model(leaf), leaf)
-        if not bool(torch.isfinite(out).all()):
-            raise ValueError(
-                "the model's class scores hold NaN or infinite values for this input, so "
-                "every saliency map would too; check the model's weights (e.g. a training "
-                "run that diverged) and the input's range")
-        reaches = out.requires_grad and torch.autograd.grad(
-            out.sum(), leaf, allow_unused=True)[0] is not None
-    if not reaches:
+def _reaches(out: torch.Tensor, leaf: torch.Tensor) -> bool:
+    """Whether the autograd graph of ``out`` leads back to ``leaf`` (a walk, no backward)."""
+    if out.grad_fn is None:
+        return False
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if getattr(node, "variable", None) is leaf:  # AccumulateGrad of the input
+            return True
+        stack.extend(child for child, _ in node.next_functions)
+    return False
+
+
+def _check_gradient(out: torch.Tensor, leaf: torch.Tensor) -> None:
+    """The scores must be finite and depend on the input through autograd, or every
+    gradient map would be silently NaN or zero."""
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            "the model's class scores hold NaN or infinite values for this input, so every "
+            "saliency map would too; check the model's weights (e.g. a training run that "
+            "diverged) and the input's range")
+    if not _reaches(out, leaf):
         raise UnsupportedModelError(
             "the model's output does not depend on its input through autograd (no gradient "
             "reaches x), so gradient maps would be all zero; remove torch.no_grad(), "

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from . import _gradcam, _guided, _noise
 from ._engine import explain
-from ._inputs import (argmax_target, check_baseline, check_differentiable, check_input,
+from ._inputs import (argmax_target, check_baseline, check_input,
                       check_model, check_target, eval_mode, probe)
 from ._registry import REGISTRY
 from ._settings import check_settings, resolve_method
@@ -386,8 +386,8 @@ def explain_all(model, x, methods, target=None):
     with torch.inference_mode(False), torch.enable_grad(), eval_mode(model):
         x = x.detach().clone()
         # One probe pass: the output size, and (for GradCAM) which modules run.
-        probed = probe(model, x[:1], any(m in opts for m in ("gradcam", "guided_gradcam")))
-        check_differentiable(model, x[:1])
+        probed = probe(model, x[:1], any(m in opts for m in ("gradcam", "guided_gradcam")),
+                       check_gradient=True)
         targets = check_target(target, x.shape[0], probed.output_shape[1])
         if targets is None:
             targets = torch.cat([argmax_target(model, x[s:e])

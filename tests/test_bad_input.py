@@ -284,3 +284,14 @@ def test_a_hand_written_relu_is_named_and_the_map_said_to_be_the_gradient(digits
     assert found in message and "the map is the plain gradient" in message
     assert "no rectifier at all" not in message
     assert torch.allclose(guided, sl.saliency.explain(model, digits, "gradient"))
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 32, 32), (2, 1, 20, 20)])
+def test_an_input_of_the_wrong_size_is_one_clear_error(shape):
+    x = torch.rand(*shape)
+    for method in ("gradient", "guided_backprop"):
+        with pytest.raises(ValueError, match="cannot run on x of shape") as info:
+            sl.saliency.explain(mnist_cnn(), x, method)
+        assert raised_in_the_library(info)
+    with pytest.raises(ValueError, match="cannot run on x of shape"):
+        sl.model_randomization_test(mnist_cnn(), x, ["gradient", "gradcam"], progress=False)

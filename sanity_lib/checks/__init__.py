@@ -72,6 +72,18 @@ MODES = ("cascading", "independent", "gaussian_noise")
 _DEFAULT_METRICS = ("spearman_abs", "spearman_diverging", "ssim", "hog")
 
 
+def _check_runs(model: nn.Module, x: torch.Tensor) -> None:
+    """One forward pass on one image, before any long work: a model that cannot take x (the
+    wrong size, say) is one clear error here, not a traceback from inside the sweep."""
+    from sanity_lib.saliency._inputs import eval_mode, probe
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with eval_mode(model):
+        probe(model, x[:1].to(device))
+
+
 def _common_arguments(model, x, methods, target, metrics, compare_options, device, seed,
                       progress, keep_maps, cache, explainer) -> SimpleNamespace:
     """The arguments both tests share, checked, and the part of the cache key they make."""
@@ -79,6 +91,7 @@ def _common_arguments(model, x, methods, target, metrics, compare_options, devic
         check_flag(name, value)
     seed = check_int("seed", seed, minimum=0)
     x = check_images(x)
+    _check_runs(model, x)
     methods = _check_methods(methods, model)
     metrics = _check_metrics(metrics)
     target = _check_target(target, x.shape[0])
@@ -312,6 +325,7 @@ def data_randomization_test(true_model, random_label_model, x, methods=DEFAULT_M
                         f"{type(random_label_model).__name__}")
     a = _common_arguments(true_model, x, methods, target, metrics, compare_options, device,
                           seed, progress, keep_maps, cache, explainer)
+    _check_runs(random_label_model, a.x)
     x, methods, target, metrics, device = a.x, a.methods, a.target, a.metrics, a.device
     compare_options, seed, explainer = a.compare_options, a.seed, a.explainer
 

@@ -203,6 +203,21 @@ def _check_output(out, x1) -> torch.Tensor:
     return out
 
 
+def _run(model: nn.Module, x1: torch.Tensor):
+    """The model on a few inputs; torch's shape errors become one message about the input."""
+    try:
+        return model(x1)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if any(word in first for word in ("shape", "size", "dimension", "mat1", "channels")):
+            raise ValueError(
+                f"the model cannot run on x of shape {tuple(x1.shape)[1:]} per image ({first}); "
+                "pass inputs of the size the model was built for (e.g. 1 x 28 x 28 for the "
+                "MNIST networks, 3 x 224 x 224 for EfficientNet-Lite0), after model.preprocess"
+            ) from err
+        raise
+
+
 def probe(model: nn.Module, x1: torch.Tensor, track_modules: bool = False,
           check_gradient: bool = False) -> Probe:
     """One forward pass on a few images; with ``track_modules``, temporary forward hooks
@@ -223,11 +238,11 @@ def probe(model: nn.Module, x1: torch.Tensor, track_modules: bool = False,
         if check_gradient:
             with torch.enable_grad():
                 leaf = x1.detach().clone().requires_grad_(True)
-                out = _check_output(model(leaf), leaf)
+                out = _check_output(_run(model, leaf), leaf)
                 _check_gradient(out, leaf)
         else:
             with torch.no_grad():
-                out = _check_output(model(x1), x1)
+                out = _check_output(_run(model, x1), x1)
     finally:
         for handle in handles:
             handle.remove()

@@ -6,6 +6,8 @@ module              what it is for
 ``grading``         the exercise checks (``sl.grading.check("ch2_ex1", answer)``)
 ``claims``          the ledger of "the paper found X, we measure Y" claims, per chapter
 ``widgets``         the kernel-free explorers of the online book
+``book``            the chapters' one set-up call (seeds, threads, warnings shown) and glue
+``ledger``          the rules that turn a chapter's measurements into "agrees / differs"
 ==================  ===========================================================================
 
 It uses :mod:`sanity_lib.studies` and the core; neither imports it. Submodules load on first
@@ -13,7 +15,7 @@ use.
 """
 import importlib
 
-_SUBMODULES = ("grading", "claims", "widgets")
+_SUBMODULES = ("grading", "claims", "widgets", "book", "ledger")
 __all__ = list(_SUBMODULES)
 
 

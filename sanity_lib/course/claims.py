@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ("chapter", "claim", "paper", "measured", "agrees", "setting")
+COLUMNS = ("chapter", "claim", "paper", "source", "measured", "agrees", "setting")
 VERDICTS = {True: "agrees", False: "differs", None: "partly"}
 
 
@@ -37,19 +37,22 @@ def record_claims(chapter: str, claims: list) -> None:
     ----------
     chapter : str
         Short id such as ``"ch3"``.
-    claims : list of dict
-        Each with ``claim`` (what is tested), ``paper`` (what the paper reports), ``measured``
+    claims : list of :class:`sanity_lib.course.ledger.Claim` or dict
+        Ledger records, or dicts each with ``claim`` (what is tested), ``paper`` (what the paper reports), ``measured``
         (what the chapter measured, as text with numbers), ``agrees`` (True, False, or None for
-        "partly") and optionally ``setting`` (where our setting differs from the paper's).
+        "partly") and optionally ``source`` (the paper's figure or section) and ``setting``
+        (where our setting differs from the paper's).
     """
     rows = []
     for item in claims:
+        if hasattr(item, "as_dict"):
+            item = item.as_dict()
         missing = {"claim", "paper", "measured", "agrees"} - set(item)
         if missing:
             raise ValueError(f"a claim of {chapter} lacks {sorted(missing)}: {item}")
         if item["agrees"] not in VERDICTS:
             raise ValueError(f"'agrees' must be True, False or None, not {item['agrees']!r}")
-        rows.append({"chapter": chapter, "setting": "", **{k: item[k] for k in item}})
+        rows.append({"chapter": chapter, "setting": "", "source": "", **item})
     folder = claims_dir()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{chapter}.json.tmp"

@@ -1,0 +1,155 @@
+"""What every chapter of the book does first and last: one set-up call, glued numbers.
+
+A chapter starts with ``sl.course.book.setup()`` instead of its own block of imports and
+settings, so the eight chapters cannot drift apart, and ends by recording its claims
+(:mod:`sanity_lib.course.claims`) and its run time (:func:`elapsed`).
+
+**Warnings are shown, not hidden.** The book is built with ``-W`` and myst-nb turns anything a
+cell writes to stderr into a build warning, which is why chapters used to silence every
+``UserWarning`` (the library's own :class:`~sanity_lib.saliency.SaliencyWarning` included).
+:func:`setup` instead prints the library's warnings into the cell's output, where the reader
+sees them, ignores only the third-party messages listed in :data:`QUIET` (each with the reason
+it is harmless), and leaves any other warning on stderr, so that a new one fails the build and
+is looked at.
+
+Examples
+--------
+>>> import warnings, torch, pandas as pd
+>>> from sanity_lib.similarity import ConstantMapWarning
+>>> with warnings.catch_warnings(), pd.option_context("display.precision", 6,
+...                                                   "display.float_format", None):
+...     _ = setup(threads=torch.get_num_threads())
+...     warnings.warn("an all-zero map", ConstantMapWarning)
+ConstantMapWarning: an all-zero map
+>>> elapsed() >= 0
+True
+"""
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+
+import numpy as np
+
+__all__ = ["setup", "elapsed", "glue", "QUIET", "LIBRARY_WARNINGS"]
+
+#: Third-party warnings the book ignores: (message regex, category, why it is harmless).
+QUIET = (
+    (r".*Setting forward, backward hooks and attributes on non-linear",
+     UserWarning, "Captum's notice that it hooks activations; sanity_lib restores them"),
+    (r".*Input Tensor \d+ did not already require gradients",
+     UserWarning, "Captum turns on requires_grad on a copy of the input itself"),
+    (r".*Using a non-full backward hook when the forward contains multiple autograd Nodes",
+     UserWarning, "torch's notice about Captum's hooks; the maps are tested against autograd"),
+    (r".*Full backward hook will not fire", UserWarning,
+     "torch's notice about Captum's hooks on in-place layers"),
+    (r".*is deprecated", DeprecationWarning, "deprecations inside dependencies"),
+    (r".*TypedStorage is deprecated", UserWarning, "torch's own deprecation notice"),
+)
+
+_START = time.perf_counter()
+
+
+def _library_categories() -> tuple:
+    from sanity_lib.saliency import SaliencyWarning
+    from sanity_lib.similarity import ConstantMapWarning
+
+    return (SaliencyWarning, ConstantMapWarning)
+
+
+#: The library's warnings, which :func:`setup` prints into the cell's output.
+LIBRARY_WARNINGS = ("SaliencyWarning", "ConstantMapWarning")
+
+
+def _show(message, category, filename, lineno, file=None, line=None, _previous=None):
+    if issubclass(category, _library_categories()):
+        print(f"{category.__name__}: {message}", file=sys.stdout)
+    else:
+        _previous(message, category, filename, lineno, file, line)
+
+
+def setup(*, threads: int = 2, seed: int = 0, precision: int = 2, dpi: int = 100) -> float:
+    """Make a chapter reproducible, light on a shared CPU, and honest about warnings.
+
+    Seeds torch and numpy, sets torch's thread count, pandas' display precision and
+    matplotlib's figure resolution, ignores the harmless third-party warnings of
+    :data:`QUIET` and prints the library's own warnings into the cell output.
+
+    Parameters
+    ----------
+    threads : int, default 2
+        torch's CPU threads (1 is as fast for the small batches of the MNIST chapters and
+        more robust on a busy machine).
+    seed : int, default 0
+        Seed of torch's and numpy's global generators (the library seeds its own draws).
+    precision : int, default 2
+        Decimals pandas shows for floats.
+    dpi : int, default 100
+        matplotlib's figure resolution.
+
+    Returns
+    -------
+    float
+        The start time (``time.perf_counter()``) that :func:`elapsed` measures from.
+
+    Examples
+    --------
+    >>> import warnings, torch, pandas as pd
+    >>> with warnings.catch_warnings(), pd.option_context("display.precision", 6,
+    ...                                                   "display.float_format", None):
+    ...     start = setup(threads=torch.get_num_threads(), precision=3)
+    ...     pd.get_option("display.precision")
+    3
+    """
+    global _START
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import torch
+
+    from sanity_lib._validation import check_int
+
+    threads = check_int("threads", threads, minimum=1)
+    precision = check_int("precision", precision, minimum=0)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.set_num_threads(threads)
+    pd.set_option("display.precision", precision)
+    pd.set_option("display.float_format", f"{{:.{precision}f}}".format)
+    plt.rcParams["figure.dpi"] = dpi
+    for message, category, _why in QUIET:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    for category in _library_categories():
+        warnings.simplefilter("always", category)
+    previous = warnings.showwarning
+    previous = getattr(previous, "_previous", previous)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        _show(message, category, filename, lineno, file, line, _previous=previous)
+
+    show._previous = previous
+    warnings.showwarning = show
+    _START = time.perf_counter()
+    return _START
+
+
+def elapsed() -> float:
+    """Seconds since the last :func:`setup` (the chapter's run time, for the report)."""
+    return time.perf_counter() - _START
+
+
+def glue(name: str, value, *, display: bool = False) -> None:
+    """``myst_nb.glue`` with numpy and torch scalars turned into Python numbers.
+
+    ``{glue:text}`name:.2f``` formats only Python numbers; a ``numpy.float64`` or a
+    one-element tensor would be shown as its ``repr``.
+
+    Examples
+    --------
+    >>> glue("answer", np.float64(0.5))  # doctest: +SKIP
+    """
+    from myst_nb import glue as _glue
+
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    _glue(name, value, display=display)

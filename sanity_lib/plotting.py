@@ -30,7 +30,7 @@ METRIC_LABELS = {
 #: How the built-in methods are written in legends and row labels (from the method registry;
 #: figures ask the registry itself, so a method registered later gets its label too).
 METHOD_LABELS = {name: spec.label for name, spec in REGISTRY.items()}
-BANDS = ("std", "iqr", None)
+BANDS = ("ci", "std", "iqr", None)
 _ABS_CMAP = "gray"
 _DIVERGING_CMAP = "RdBu_r"
 
@@ -61,6 +61,11 @@ def _pick_methods(available, methods, what):
 
 def _band(values: np.ndarray, band):
     """values: steps x images -> (low, high) per step, NaN left out. Call with warnings off."""
+    if band == "ci":
+        from sanity_lib.checks.statistics import bootstrap_interval
+
+        bounds = np.array([bootstrap_interval(row)[1:] for row in values]).reshape(-1, 2)
+        return bounds[:, 0], bounds[:, 1]
     if band == "std":
         mean = np.nanmean(values, axis=1)
         count = np.sum(~np.isnan(values), axis=1)
@@ -70,16 +75,18 @@ def _band(values: np.ndarray, band):
     return np.nanpercentile(values, 25, axis=1), np.nanpercentile(values, 75, axis=1)
 
 
-def plot_curves(table, layers, metric="spearman_abs", noise_floor=None, ax=None, band="std",
-                methods=None, title=None, xlabel="step"):
+def plot_curves(table, layers, metric="spearman_abs", noise_floor=None, ax=None, band="ci",
+                methods=None, title=None, xlabel="step", nulls=None):
     """Similarity to the original map along the randomization steps (paper, Figs. 2-3).
 
     For each method, the mean over images of ``metric`` at every step is drawn as a line
-    with markers, with a shaded band over the images: ``band="std"`` is mean +- one sample
-    standard deviation, ``"iqr"`` the interquartile range (25th to 75th percentile), None
-    none. NaN values (constant maps) are left out. The x axis shows ``layers`` in
-    randomization order, starting at "original", where every curve is 1 (a map is identical
-    to itself). A dashed grey line marks the noise floor of the metric when given.
+    with markers, with a shaded band: ``band="ci"`` is the 95% bootstrap interval of the
+    mean over images (how well the mean is known), ``"std"`` mean +- one sample standard
+    deviation and ``"iqr"`` the interquartile range (25th to 75th percentile; both show how
+    the images spread), None none. NaN values (constant maps) are left out. The x axis shows
+    ``layers`` in randomization order, starting at "original", where every curve is 1 (a map
+    is identical to itself). A dashed grey line marks the noise floor of the metric when
+    given, and dotted lines the other nulls of ``nulls``.
 
     Parameters
     ----------
@@ -93,12 +100,15 @@ def plot_curves(table, layers, metric="spearman_abs", noise_floor=None, ax=None,
     noise_floor : dict of str to float, optional
     ax : matplotlib Axes or sequence of them, optional
         One per metric; by default a new figure with one panel per metric.
-    band : {"std", "iqr", None}, default "std"
+    band : {"ci", "std", "iqr", None}, default "ci"
     methods : list of str, optional
         Subset and order of the methods; default all, in table order.
     title : str, optional
         Panel title; the metric is added when there are several panels.
     xlabel : str, default "step"
+    nulls : dict of str to dict of str to float, optional
+        More reference levels to draw: ``{label: {metric: level}}``, e.g. the input-only
+        level (:meth:`SanityCheckResult.null_level`).
 
     Returns
     -------
@@ -123,7 +133,7 @@ def plot_curves(table, layers, metric="spearman_abs", noise_floor=None, ax=None,
     if unknown or not metrics:
         raise ValueError(f"metric={unknown or metrics!r} not in the table; it holds {present}")
     if band not in BANDS:
-        raise ValueError(f"band={band!r} is not known; choose 'std', 'iqr' or None")
+        raise ValueError(f"band={band!r} is not known; choose 'ci', 'std', 'iqr' or None")
     methods = _pick_methods(list(dict.fromkeys(table["method"])), methods, "table")
     layers = [str(name) for name in layers]
     n_steps = len(layers) - 1
@@ -173,6 +183,11 @@ def plot_curves(table, layers, metric="spearman_abs", noise_floor=None, ax=None,
             floor = float(noise_floor[name])
             panel.axhline(floor, ls="--", lw=1.2, color="0.45",
                           label=f"noise floor ({0.0 if abs(floor) < 0.005 else floor:.2f})")
+        for j, (label, levels) in enumerate((nulls or {}).items()):
+            if name in levels and np.isfinite(levels[name]):
+                panel.axhline(float(levels[name]), ls=":", lw=1.4, color=f"{0.25 + 0.15 * j}",
+                              label=f"{label} ({float(levels[name]):.2f})")
+                lowest = min(lowest, float(levels[name]))
         panel.set_xticks(steps)
         panel.set_xticklabels(layers, rotation=45, ha="right", rotation_mode="anchor")
         panel.set_xlim(-0.3, n_steps + 0.3)

@@ -152,3 +152,44 @@ def test_queries_on_a_real_sweep():
     table = r.verdict(at="logits", null="mismatched")
     assert set(table["verdict"]) <= {"passes", "fails", "cannot tell"}
     assert (table["null"] != r.noise_floor["spearman_abs"]).any()
+
+
+def test_input_only_null_is_what_the_input_alone_gives():
+    """On digit-like inputs (zero background) x*u and x*v rank their pixels alike whatever u
+    and v are; the level is recomputed here with scipy, independently of the library."""
+    torch.manual_seed(0)
+    x = torch.zeros(6, 1, 28, 28)
+    x[:, :, 6:22, 9:19] = torch.rand(6, 1, 16, 10) + 0.5
+    r = sl.model_randomization_test(sl.models.mnist_cnn(), x, ["gradient_x_input"],
+                                    metrics=["spearman_abs"], progress=False)
+    level = r.null_level("spearman_abs", "input_only")
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    v = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    a, b = (x.double() * u).abs(), (x.double() * v).abs()
+    by_hand = np.mean([scipy.stats.spearmanr(a[i].ravel(), b[i].ravel())[0] for i in range(6)])
+    assert level == pytest.approx(by_hand, abs=0.02)
+    assert level > 0.5                        # far above the noise floor ...
+    assert abs(r.null_level("spearman_abs")) < 0.05
+    # ... and a full-frame input has no such level: noise everywhere ranks like noise
+    r_full = sl.model_randomization_test(sl.models.mnist_cnn(), torch.rand(6, 1, 28, 28) + 0.5,
+                                         ["gradient"], metrics=["spearman_abs"], progress=False)
+    assert r_full.null_level("spearman_abs", "input_only") < 0.3
+
+
+def test_curves_draw_the_bootstrap_interval_and_the_nulls(made_up):
+    import matplotlib
+    matplotlib.use("Agg")
+    fig = made_up.plot_curves(methods=["unclear"], band="ci")
+    ax = fig.axes[0]
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    _, low, high = bootstrap_interval(made_up.values("unclear", 1))
+    std = np.std(made_up.values("unclear", 1), ddof=1)
+    assert high - low < std                   # the interval of the mean, not the spread
+    assert np.any(np.isclose(band, low)) and np.any(np.isclose(band, high))
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert any(label.startswith("noise floor") for label in labels)
+    with pytest.raises(ValueError, match="nulls"):
+        made_up.plot_curves(nulls=["seed"])
+    import matplotlib.pyplot as plt
+    plt.close("all")

@@ -32,7 +32,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["setup", "elapsed", "glue", "QUIET", "LIBRARY_WARNINGS"]
+__all__ = ["setup", "elapsed", "glue", "claims_table", "QUIET", "LIBRARY_WARNINGS"]
 
 #: Third-party warnings the book ignores: (message regex, category, why it is harmless).
 QUIET = (
@@ -153,3 +153,34 @@ def glue(name: str, value, *, display: bool = False) -> None:
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
         value = value.item()
     _glue(name, value, display=display)
+
+
+def claims_table(claims):
+    """The chapter's "paper vs measured" table, for the reader: one row per claim.
+
+    Parameters
+    ----------
+    claims : list of :class:`sanity_lib.course.ledger.Claim`
+        What a chapter's ledger module returned (``sl.course.ledger.ch1.claims(measured)``).
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
+        Indexed by the claim, with the columns ``paper``, ``source``, ``we measure`` and
+        ``verdict`` ("agrees", "partly" or "differs"), text left-aligned.
+
+    Examples
+    --------
+    >>> from sanity_lib.course.ledger import Claim
+    >>> table = claims_table([Claim("GBP survives", paper="similar maps", source="Fig. 2",
+    ...                             measured="0.93", agrees=False)])
+    >>> table.data.loc["GBP survives", ["source", "verdict"]].tolist()
+    ['Fig. 2', 'differs']
+    """
+    import pandas as pd
+
+    rows = [{"paper": c.paper, "source": c.source, "we measure": c.measured,
+             "verdict": c.verdict} for c in claims]
+    table = pd.DataFrame(rows, index=pd.Index([c.claim for c in claims], name="claim"),
+                         columns=["paper", "source", "we measure", "verdict"])
+    return table.style.set_properties(**{"text-align": "left"})

@@ -143,6 +143,204 @@ def method_names(answer, available=None, example='similar = ["guided_backprop"]'
     return {method_name(item, available) for item in items}
 
 
+# ----------------------------------------------------------------------------- calling answers
+
+def _forbidden_prefixes(modules):
+    """``(prefix, module name)`` of the source files of ``modules`` (packages: their folder)."""
+    import os
+    import sys
+
+    found = []
+    for name in modules:
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        if os.path.basename(file) == "__init__.py":
+            found.append((os.path.dirname(file) + os.sep, name))
+        else:
+            found.append((file, name))
+    return found
+
+
+class forbid_library:  # noqa: N801 (used as a context manager, like contextlib's)
+    """Context manager: fail the check if the code inside calls into one of ``modules``.
+
+    An exercise that asks the student to *write* something (Integrated Gradients, a Sobel
+    filter, an entropy) is not passed by calling the library that already does it. While the
+    context is active, every call of a Python function defined in one of ``modules``
+    (packages include their submodules, however the function was imported) is noted; on
+    leaving the context, the first one fails the check with a message naming it. The check's
+    own reference computation runs outside the context.
+
+    Parameters
+    ----------
+    modules : sequence of str
+        Module or package names, e.g. ``("captum", "sanity_lib.saliency")``.
+    task : str
+        What the exercise asks the student to write, for the message.
+    hint : str, optional
+
+    Examples
+    --------
+    >>> import statistics
+    >>> with forbid_library(["statistics"], task="the mean"):
+    ...     _ = sum([1.0, 2.0]) / 2
+    >>> with forbid_library(["statistics"], task="the mean"):
+    ...     _ = statistics.mean([1.0, 2.0])
+    Traceback (most recent call last):
+    ...
+    sanity_lib.course.grading.CheckFailed: Your answer calls statistics.mean: the exercise asks you to write the mean yourself.
+    Hint: Compute it with the operations the exercise names; the library is what the check compares with.
+    """
+
+    def __init__(self, modules, task: str, hint: str | None = None):
+        self.prefixes = tuple(_forbidden_prefixes(modules))
+        self.task = task
+        self.hint = hint or ("Compute it with the operations the exercise names; the library "
+                             "is what the check compares with.")
+        self.called = None
+
+    def _hook(self, frame, event, arg):
+        import os
+
+        if event != "call" or self.called is not None:
+            return
+        code = frame.f_code
+        if code.co_name == "<module>":       # importing a module is not calling it
+            return
+        for prefix, name in self.prefixes:
+            if code.co_filename.startswith(prefix):
+                inner = code.co_filename[len(prefix):].removesuffix(".py")
+                parts = [p for p in inner.split(os.sep) if p and p != "__init__"]
+                self.called = ".".join([name, *parts,
+                                        getattr(code, "co_qualname", code.co_name)])
+                return
+
+    def __enter__(self):
+        import sys
+
+        self._previous = sys.getprofile()
+        if self.prefixes:
+            sys.setprofile(self._hook)
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        import sys
+
+        sys.setprofile(self._previous)
+        if self.called is not None and (kind is None or issubclass(kind, Exception)):
+            raise CheckFailed(f"Your answer calls {self.called}: the exercise "
+                              f"asks you to write {self.task} yourself.\nHint: {self.hint}")
+        return False
+
+
+def _snapshot(value):
+    import numpy as np
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, torch.nn.Module):
+        return {k: v.detach().clone() for k, v in value.state_dict().items()}
+    return None
+
+
+def _unchanged(value, before) -> bool:
+    import numpy as np
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.shape == before.shape and bool(torch.equal(value.detach(), before))
+    if isinstance(value, np.ndarray):
+        return value.shape == before.shape and np.array_equal(value, before, equal_nan=True)
+    after = value.state_dict()
+    return set(after) == set(before) and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def call_student(fn, *args, name: str, usage: str, on: str = "", forbid=(), task: str = "",
+                 **kwargs):
+    """Call a student's function ``fn(*args, **kwargs)`` and return what it returns.
+
+    Everything a check needs around the call, in one place: ``fn`` must be a function that
+    accepts these arguments (else the message shows ``usage``, the signature the exercise
+    asks for); an exception inside it becomes a :class:`CheckFailed` that names it (a stub's
+    ``NotImplementedError`` passes through); tensors, arrays and models among the arguments
+    must come back unchanged; with ``forbid``, calling those libraries fails the check
+    (:class:`forbid_library`).
+
+    Parameters
+    ----------
+    fn : callable
+        The student's answer.
+    *args, **kwargs
+        What the check calls it with.
+    name : str
+        The function's name in the exercise, e.g. ``"integrated_gradients"``.
+    usage : str
+        The signature the exercise asks for, e.g. ``"integrated_gradients(model, x, "
+        "baseline, n_steps)"``.
+    on : str, optional
+        What the inputs are, for messages ("on a linear model").
+    forbid : sequence of str, optional
+        Modules the function must not call.
+    task : str, optional
+        What the exercise asks to write, for the message when ``forbid`` is hit.
+
+    Examples
+    --------
+    >>> call_student(lambda a, b: a + b, 1, 2, name="add", usage="add(a, b)")
+    3
+    >>> call_student(lambda a: a, 1, 2, name="add", usage="add(a, b)")
+    Traceback (most recent call last):
+    ...
+    sanity_lib.course.grading.CheckFailed: Your `add` cannot be called as add(a, b): too many positional arguments.
+    Hint: Define it as `def add(a, b):`.
+    """
+    import inspect
+
+    where = f" {on}" if on else ""
+    expect(callable(fn) and not isinstance(fn, type),
+           f"The answer should be your function `{name}` itself, got {type(fn).__name__}.",
+           hint=f"Pass the function without calling it: `{name}`, not `{name}(...)`.")
+    try:
+        inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as err:
+        raise CheckFailed(f"Your `{name}` cannot be called as {usage}: {err}.\n"
+                          f"Hint: Define it as `def {usage}:`.") from None
+    except ValueError:      # no signature to read (a builtin): just call it
+        pass
+    try:
+        names = list(inspect.signature(fn).bind(*args, **kwargs).arguments)
+    except (TypeError, ValueError):
+        names = [f"argument {i + 1}" for i in range(len(args))] + list(kwargs)
+    values = list(args) + list(kwargs.values())
+    before = [_snapshot(v) for v in values]
+    try:
+        with forbid_library(forbid, task or f"`{name}`"):
+            out = fn(*args, **kwargs)
+    except (CheckFailed, NotImplementedError):
+        raise
+    except Exception as err:  # noqa: BLE001 (any error of the student's code is reported)
+        raise CheckFailed(f"Your `{name}` raised {type(err).__name__}{where}: {err}\n"
+                          f"Hint: Run it yourself on the exercise's example; it is called as "
+                          f"{usage}.") from None
+    for arg, value, old in zip(names, values, before):
+        if old is not None and not _unchanged(value, old):
+            raise CheckFailed(f"Your `{name}` changed its argument `{arg}` in place{where}; "
+                              "the caller's data must come back as it was.\nHint: Work on new "
+                              "tensors (x + ..., x.clone(), copy.deepcopy(model)) instead of "
+                              "in-place operations such as x += ..., x.sub_(...).")
+    return out
+
+
 def _load_all_checks() -> None:
     for info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{info.name}")

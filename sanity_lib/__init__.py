@@ -8,7 +8,7 @@ is quick and a reader only pays for what they use::
     model = sl.models.mnist_cnn()
     maps = sl.saliency.explain(model, x[:4], "gradient")
 """
-import importlib
+from sanity_lib._lazy import lazy_package
 
 __version__ = "0.1.0"
 
@@ -29,16 +29,6 @@ _FROM_CHECKS = ("model_randomization_test", "data_randomization_test", "SanityCh
 
 __all__ = list(_SUBMODULES) + list(_SHORTCUTS) + list(_FROM_CHECKS)
 
-
-def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in _SHORTCUTS:
-        return importlib.import_module(f"{__name__}.{_SHORTCUTS[name]}")
-    if name in _FROM_CHECKS:
-        return getattr(importlib.import_module(f"{__name__}.checks"), name)
-    raise AttributeError(f"module 'sanity_lib' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__ + ["__version__"])
+__getattr__, __dir__ = lazy_package(
+    __name__, _SUBMODULES, shortcuts=_SHORTCUTS,
+    attributes={name: "checks" for name in _FROM_CHECKS}, extra_names=["__version__"])

@@ -140,3 +140,45 @@ def running_jupyter_lab(home: Path, root_dir: Path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# ----------------------------------------------------------------------------- the browser
+_CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                   "--no-first-run", "--disable-background-networking", "--disable-sync",
+                   "--disable-component-update", "--disable-dev-shm-usage")
+
+
+@contextlib.contextmanager
+def headless_chromium(width: int = 1280, height: int = 1600, page_load_s: float = 60,
+                      script_s: float = 30):
+    """Debian's headless Chromium under Selenium, logging the console and the network (for
+    :func:`requested_urls`); offline: no background networking, updates or sync."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver_path, "Chromium is missing: run tools/ensure_chromium.sh"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (*_CHROMIUM_FLAGS, f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.set_page_load_timeout(page_load_s)
+        driver.set_script_timeout(script_s)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def requested_urls(browser) -> list:
+    """Every URL the page asked for since the performance log was last read."""
+    urls = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls

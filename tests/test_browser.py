@@ -9,20 +9,17 @@ import functools
 import http.server
 import json
 import re
-import shutil
 import threading
 import time
 import urllib.request
 from urllib.parse import urlparse
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import HTML, ROOT, toc_files
+from conftest import HTML, ROOT, headless_chromium, requested_urls, toc_files
 
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 LOCAL_SCHEMES = {"data", "blob", "about", "chrome-extension"}
@@ -45,20 +42,8 @@ def site(built_book):
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver_path, "Chromium is missing: run tools/ensure_chromium.sh"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-sync",
-                 "--disable-component-update", "--disable-dev-shm-usage", "--window-size=1280,1600"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.set_page_load_timeout(60)
-    driver.set_script_timeout(30)
-    yield driver
-    driver.quit()
+    with headless_chromium(1280, 1600, page_load_s=60, script_s=30) as driver:
+        yield driver
 
 
 def _open(browser, url):
@@ -68,15 +53,6 @@ def _open(browser, url):
     WebDriverWait(browser, 30).until(
         lambda d: d.execute_script("return document.readyState") == "complete")
     time.sleep(1.0)  # let require.js, MathJax and the widget manager finish
-
-
-def _requested_urls(browser):
-    urls = []
-    for entry in browser.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-    return urls
 
 
 def _screenshot(browser, name):
@@ -89,7 +65,7 @@ def test_page_loads_offline_without_console_errors(site, browser, page):
     _open(browser, f"{site}/{page}.html")
     _screenshot(browser, page)
     host = urlparse(site).netloc
-    outside = [u for u in _requested_urls(browser)
+    outside = [u for u in requested_urls(browser)
                if urlparse(u).scheme not in LOCAL_SCHEMES and urlparse(u).netloc != host]
     assert not outside, f"{page}.html requests files from other hosts: {outside[:5]}"
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]

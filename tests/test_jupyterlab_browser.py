@@ -21,21 +21,18 @@ wait is generous and waits for a condition, never for a fixed time.
 """
 import json
 import re
-import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
 import nbformat
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import ROOT, http_get, running_jupyter_lab
+from conftest import ROOT, headless_chromium, http_get, requested_urls, running_jupyter_lab
 
 pytestmark = pytest.mark.slow
 
@@ -90,23 +87,8 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver_path, "Chromium is missing: run tools/ensure_chromium.sh"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-sync",
-                 "--disable-component-update", "--disable-dev-shm-usage",
-                 "--window-size=1400,1600"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
-        driver.set_page_load_timeout(PAGE_LOAD_S)
-        driver.set_script_timeout(60)
+    with headless_chromium(1400, 1600, page_load_s=PAGE_LOAD_S, script_s=60) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")
@@ -203,15 +185,6 @@ def saved_with_outputs(path: Path) -> bool:
     except (json.JSONDecodeError, nbformat.reader.NotJSONError, OSError):
         return False  # caught mid-write
     return any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
-
-
-def requested_urls(browser):
-    urls = []
-    for entry in browser.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-    return urls
 
 
 def screenshot(target, name):

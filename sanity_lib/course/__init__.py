@@ -13,17 +13,9 @@ module              what it is for
 It uses :mod:`sanity_lib.studies` and the core; neither imports it. Submodules load on first
 use.
 """
-import importlib
+from sanity_lib._lazy import lazy_package
 
 _SUBMODULES = ("grading", "claims", "widgets", "book", "ledger")
 __all__ = list(_SUBMODULES)
 
-
-def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_package(__name__, _SUBMODULES)

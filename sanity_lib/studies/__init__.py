@@ -11,17 +11,9 @@ module              what it studies
 Studies use the core (:mod:`sanity_lib.checks`, :mod:`sanity_lib.saliency`, ...); the core
 never imports them. Submodules load on first use: ``sl.studies.noise.noise_sweep(...)``.
 """
-import importlib
+from sanity_lib._lazy import lazy_package
 
 _SUBMODULES = ("noise", "mprt", "failures")
 __all__ = list(_SUBMODULES)
 
-
-def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_package(__name__, _SUBMODULES)

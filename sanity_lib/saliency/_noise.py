@@ -1,8 +1,14 @@
-"""SmoothGrad-style averaging over noisy copies of each image, computed in batches."""
+"""SmoothGrad-style averaging over noisy copies of each image, computed in batches.
+
+One loop, :func:`noise_average`, serves every noisy method computed one at a time
+(SmoothGrad, VarGrad, IG-SmoothGrad in :func:`~sanity_lib.saliency.explain`) and the
+:class:`Smoothed` explainer (smooth MPRT). The fused sweep engine (``_shared.py``) draws the
+same noise, image by image, so that its SmoothGrad and VarGrad equal these.
+"""
 import numpy as np
 import torch
 
-__all__ = ["smoothgrad_noise", "noisy_statistic", "Smoothed"]
+__all__ = ["smoothgrad_noise", "noise_average", "noisy_statistic", "Smoothed"]
 
 
 def _image_seed(seed: int, index: int) -> int:
@@ -53,26 +59,63 @@ def smoothgrad_noise(x: torch.Tensor, n_samples: int = 50, noise_level: float = 
     return _noise(x, 0, n_samples, noise_level, seed)
 
 
-def noisy_statistic(fn, x, target, start, opts, statistic="mean"):
-    """Mean (or population variance) of ``fn`` over noisy copies of the images x.
+def noise_average(fn, x, target, noise, rows_per_call: int, statistic: str = "mean"):
+    """Mean (or population variance) of ``fn`` over the noisy copies ``x + noise[s]``.
 
-    ``fn(rows, targets)`` explains a batch of rows; rows are stacked sample-major so one
-    call handles up to ``batch_size`` (image, sample) pairs.
+    Parameters
+    ----------
+    fn : callable
+        ``fn(rows, targets)`` explains a batch of rows and returns a tensor or a dict of
+        tensors (one per method), rows first.
+    x : tensor, N x ...
+    target : tensor of N ints
+        Every noisy copy of image i explains ``target[i]``.
+    noise : tensor, n_samples x N x ...
+        E.g. :func:`smoothgrad_noise`.
+    rows_per_call : int
+        The most (sample, image) rows in one call of ``fn``; rows are stacked sample-major.
+    statistic : {"mean", "var"}
+        ``"var"`` divides by ``n_samples`` (VarGrad's population variance).
+
+    Returns
+    -------
+    tensor or dict of tensors, like ``fn``'s output for x
+
+    Examples
+    --------
+    >>> x = torch.zeros(2, 3)
+    >>> noise = torch.stack([torch.ones(2, 3), -torch.ones(2, 3)])
+    >>> noise_average(lambda rows, t: rows ** 2, x, torch.zeros(2), noise, 4)
+    tensor([[1., 1., 1.],
+            [1., 1., 1.]])
     """
-    n = opts["n_samples"]
-    noise = _noise(x, start, n, opts["noise_level"], opts["seed"])
-    per_call = max(1, opts["batch_size"] // x.shape[0])  # samples per model call
-    parts = []
-    for s0 in range(0, n, per_call):
+    n_samples, n = noise.shape[0], x.shape[0]
+    per_call = max(1, rows_per_call // n)  # noisy copies of the batch per call
+    sums, parts = {}, {}
+    for s0 in range(0, n_samples, per_call):
         eps = noise[s0:s0 + per_call]
         k = eps.shape[0]
-        rows = (x.unsqueeze(0) + eps).reshape((k * x.shape[0],) + tuple(x.shape[1:]))
-        attr = fn(rows, target.repeat(k))
-        parts.append(attr.reshape((k,) + tuple(x.shape)))
-    stacked = torch.cat(parts, dim=0)
+        rows = (x.detach().unsqueeze(0) + eps).reshape((k * n,) + tuple(x.shape[1:]))
+        out = fn(rows, target.repeat(k))
+        single = not isinstance(out, dict)
+        for name, m in ({"": out} if single else out).items():
+            m = m.detach().reshape((k, n) + tuple(m.shape[1:]))
+            if statistic == "var":
+                parts.setdefault(name, []).append(m)
+            else:
+                sums[name] = m.sum(0) if name not in sums else sums[name] + m.sum(0)
     if statistic == "var":
-        return stacked.var(dim=0, unbiased=False)
-    return stacked.mean(dim=0)
+        result = {name: torch.cat(p).var(dim=0, unbiased=False) for name, p in parts.items()}
+    else:
+        result = {name: total / n_samples for name, total in sums.items()}
+    return result[""] if single else result
+
+
+def noisy_statistic(fn, x, target, start, opts, statistic="mean"):
+    """:func:`noise_average` with SmoothGrad's noise for images ``start, start + 1, ...``
+    (one chunk of :func:`explain`'s batch) and the settings ``opts`` of the method."""
+    noise = _noise(x, start, opts["n_samples"], opts["noise_level"], opts["seed"])
+    return noise_average(fn, x, target, noise, opts["batch_size"], statistic)
 
 
 class Smoothed:
@@ -138,18 +181,8 @@ class Smoothed:
         from sanity_lib.saliency._shared import explain_all
 
         inner = self.inner or (lambda m, rows, ms, t: explain_all(m, rows, ms, target=t))
-        n = x.shape[0]
-        target = torch.as_tensor(target, dtype=torch.long).reshape(-1)
+        target = torch.as_tensor(target, dtype=torch.long).reshape(-1).to(x.device)
         noise = smoothgrad_noise(x.detach().cpu(), self.n_samples, self.noise_level,
                                  self.seed).to(x.device, x.dtype)
-        per_call = max(1, self.rows_per_call // n)  # noisy copies of the batch per call
-        totals = {}
-        for s0 in range(0, self.n_samples, per_call):
-            eps = noise[s0:s0 + per_call]
-            k = eps.shape[0]
-            rows = (x.detach().unsqueeze(0) + eps).reshape((k * n,) + tuple(x.shape[1:]))
-            maps = inner(model, rows, methods, target.repeat(k).to(x.device))
-            for name, m in maps.items():
-                part = m.detach().reshape((k, n) + tuple(m.shape[1:])).sum(0)
-                totals[name] = part if name not in totals else totals[name] + part
-        return {name: total / self.n_samples for name, total in totals.items()}
+        return noise_average(lambda rows, t: inner(model, rows, methods, t), x, target,
+                             noise, self.rows_per_call)

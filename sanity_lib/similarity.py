@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 import torch
 from scipy.stats import rankdata
-from sanity_lib._validation import check_choices, check_flag
+from sanity_lib._validation import check_choice, check_choices, check_flag, check_int, check_real
 
 __all__ = [
     "METRICS", "MODES", "ConstantMapWarning",
@@ -46,6 +46,9 @@ class ConstantMapWarning(RuntimeWarning):
 
 
 # ----------------------------------------------------------------------------- input checks
+
+#: The block normalizations scikit-image's HOG offers.
+HOG_BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
 
 def _as_batch(maps, name):
     """Return ``maps`` as a float64 numpy array N x C x H x W, or raise naming ``name``."""
@@ -391,6 +394,8 @@ def ssim(a, b, mode="abs", win_size=5, gaussian_weights=False, data_range=1.0,
     x = _ssim_ready(a_arr, mode, percentile, "a")
     y = _ssim_ready(b_arr, mode, percentile, "b")
     gaussian_weights = check_flag("gaussian_weights", gaussian_weights)
+    data_range = check_real("data_range", data_range, 0.0, inclusive=False,
+                            why="the value range of the maps (1.0 for maps in [0, 1])")
     return torch.from_numpy(_ssim_np(x, y, win_size, gaussian_weights, data_range, options))
 
 
@@ -510,6 +515,8 @@ def hog_correlation(a, b, method="pearson", pixels_per_cell=None, mode="abs", or
     a_arr, b_arr = _as_pair(a, b)
     x = _prepare(a_arr, mode, percentile, "a", "hog_correlation with mode=None")
     y = _prepare(b_arr, mode, percentile, "b", "hog_correlation with mode=None")
+    orientations = check_int("orientations", orientations, minimum=1)
+    check_choice("block_norm", block_norm, HOG_BLOCK_NORMS)
     feats = [_hog_np(m, pixels_per_cell, orientations, cells_per_block, block_norm) for m in (x, y)]
     r, constant = _correlate(*feats, method)
     _warn_constant(f"hog_correlation(method={method!r})", constant)
@@ -645,6 +652,7 @@ def noise_floor(shape, metrics=METRICS, n=50, seed=0, kind="gaussian", *, return
     if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 2:
         raise ValueError(f"n must be an integer >= 2 (number of random pairs), got {n!r}")
     metrics = check_choices("metrics", metrics, METRICS)
+    seed = check_int("seed", seed, minimum=0)
     rng = np.random.default_rng(seed)
     size = (2, n) + shape
     draws = rng.standard_normal(size) if kind == "gaussian" else rng.uniform(-1.0, 1.0, size)

@@ -295,3 +295,30 @@ def test_an_input_of_the_wrong_size_is_one_clear_error(shape):
         assert raised_in_the_library(info)
     with pytest.raises(ValueError, match="cannot run on x of shape"):
         sl.model_randomization_test(mnist_cnn(), x, ["gradient", "gradcam"], progress=False)
+
+
+# ----------------------------------------------------------------------------- options that
+# would otherwise reach scikit-image, numpy or torch unchecked
+
+_MAPS = torch.rand(2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: sl.similarity.ssim(_MAPS, _MAPS, data_range=-1.0), "data_range"),
+    (lambda: sl.similarity.ssim(_MAPS, _MAPS, data_range=float("nan")), "data_range"),
+    (lambda: sl.similarity.hog_correlation(_MAPS, _MAPS, orientations=0), "orientations"),
+    (lambda: sl.similarity.hog_correlation(_MAPS, _MAPS, orientations=2.5), "orientations"),
+    (lambda: sl.similarity.hog_correlation(_MAPS, _MAPS, block_norm="L3"), "L2-Hys"),
+    (lambda: sl.similarity.noise_floor((28, 28), seed=-1), "seed"),
+    (lambda: sl.models.one_conv_model(padding_mode="mirror"), "reflect"),
+    (lambda: sl.saliency.smoothgrad_noise(_MAPS, n_samples=0), "n_samples"),
+    (lambda: sl.saliency.smoothgrad_noise(_MAPS, noise_level=-0.1), "noise_level"),
+    (lambda: sl.saliency.smoothgrad_noise(_MAPS, seed=-1), "seed"),
+    (lambda: sl.saliency.smoothgrad_noise([[1.0]]), "batch tensor"),
+])
+def test_options_for_dependencies_are_checked_in_the_library(call, match):
+    """Each of these failed inside scikit-image, numpy or torch (or not at all: a negative
+    data_range and a negative noise level gave numbers)."""
+    with pytest.raises((TypeError, ValueError), match=match) as info:
+        call()
+    assert raised_in_the_library(info)

@@ -12,10 +12,13 @@
 Both return N x 1 outputs (explain ``target=0``), take inputs as they are
 (``preprocess`` is the identity) and define ``layer_group_names``.
 """
+from __future__ import annotations
+
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
 
-from sanity_lib._validation import as_unit_images
+from sanity_lib._validation import as_unit_images, check_choice
 
 __all__ = ["LinearModel", "OneConvModel", "SumPool", "linear_model", "one_conv_model",
            "SOBEL_X", "SOBEL_Y"]
@@ -97,7 +100,7 @@ class OneConvModel(nn.Module):
         return self.pool(self.act(self.conv(x)))
 
 
-def linear_model(weight, bias: float = 0.0) -> LinearModel:
+def linear_model(weight: torch.Tensor | ArrayLike, *, bias: float = 0.0) -> LinearModel:
     """The linear model ``f(x) = w . x + b`` of the paper's section 5.1.
 
     Parameters
@@ -122,8 +125,8 @@ def linear_model(weight, bias: float = 0.0) -> LinearModel:
     return LinearModel(weight, bias).eval()
 
 
-def one_conv_model(kernel=None, in_channels: int = 1, out_channels: int | None = None,
-                   seed: int | None = 0, init: str = "random",
+def one_conv_model(kernel: torch.Tensor | ArrayLike | None = None, *, in_channels: int = 1,
+                   out_channels: int | None = None, seed: int | None = 0, init: str = "random",
                    padding_mode: str = "zeros") -> OneConvModel:
     """One 3 x 3 conv layer -> ReLU -> sum pooling (the paper's section 5.2 model).
 
@@ -164,6 +167,7 @@ def one_conv_model(kernel=None, in_channels: int = 1, out_channels: int | None =
     """
     if init not in ("random", "sobel"):
         raise ValueError(f"init={init!r} is not known; choose 'random' or 'sobel'")
+    check_choice("padding_mode", padding_mode, ("zeros", "replicate", "reflect", "circular"))
     if in_channels < 1:
         raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
     if kernel is not None:

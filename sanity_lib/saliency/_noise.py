@@ -56,6 +56,15 @@ def smoothgrad_noise(x: torch.Tensor, n_samples: int = 50, noise_level: float = 
     >>> noise.shape, bool(noise[:, 0].eq(0).all())
     (torch.Size([3, 2, 1, 4, 4]), True)
     """
+    from sanity_lib._validation import check_int, check_real
+
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        raise TypeError(f"x must be a batch tensor (N x ...), got "
+                        f"{type(x).__name__ if not isinstance(x, torch.Tensor) else x.shape}")
+    n_samples = check_int("n_samples", n_samples, minimum=1)
+    noise_level = check_real("noise_level", noise_level, 0.0,
+                             why="a fraction of each image's value range; the paper uses 0.15")
+    seed = check_int("seed", seed, minimum=0)
     return _noise(x, 0, n_samples, noise_level, seed)
 
 

@@ -1,7 +1,9 @@
 """Tests for the shared-pass engine (sanity_lib.saliency._shared) and its use in sweeps.
 
-The reference is always the per-method path: one ``explain`` call per method, which the
-rest of the suite checks against hand-written autograd. Shared passes must give the same
+The reference is always the per-method path: one ``saliency.reference`` call per method (each
+method's own plan, through Captum where Captum has the method), independent of the engine;
+``explain`` itself runs the engine, and the rest of the suite checks it against hand-written
+autograd. Shared passes must give the same
 maps; chunking must not change them; the faster model copy (batch norm folded into the
 convolution, channels-last) must compute the same function. Timings live only in
 benchmarks/bench_sweep.py.
@@ -41,7 +43,8 @@ def cnn():
 
 
 def per_method(model, x, methods, target=None):
-    return {m: saliency.explain(model, x, m, target=target, **s) for m, s in methods.items()}
+    """The independent reference: each method's own plan (Captum where it has the method)."""
+    return {m: saliency.reference(model, x, m, target=target, **s) for m, s in methods.items()}
 
 
 def assert_same(got, want, rtol=1e-5):
@@ -64,6 +67,29 @@ def test_shared_passes_equal_one_explain_call_per_method(cnn, digits):
     assert torch.allclose(got["guided_gradcam"], got["guided_backprop"] * got["gradcam"])
     assert not torch.allclose(got["smoothgrad"], got["gradient"])
     assert (got["vargrad"] >= 0).all()
+
+
+@pytest.mark.parametrize("method", sorted(SMALL))
+def test_explain_is_the_engine_and_agrees_with_the_independent_reference(cnn, digits, method,
+                                                                         monkeypatch):
+    settings = SMALL[method]
+    want = saliency.reference(cnn, digits, method, **settings)
+    calls = []
+    real = _shared._shared_maps
+    monkeypatch.setattr(_shared, "_shared_maps", lambda *a: calls.append(a) or real(*a))
+    got = saliency.explain(cnn, digits, method, **settings)
+    assert calls, "explain did not run the fused engine"
+    assert_same({method: got}, {method: want})
+
+
+def test_explain_on_flat_input_runs_the_engine_too():
+    mlp = sl.models.mnist_mlp(seed=0)
+    x = torch.rand(4, 784)
+    for method in ("gradient", "integrated_gradients", "guided_backprop"):
+        assert_same({method: saliency.explain(mlp, x, method, n_steps=5)
+                     if method == "integrated_gradients" else saliency.explain(mlp, x, method)},
+                    {method: saliency.reference(mlp, x, method, n_steps=5)
+                     if method == "integrated_gradients" else saliency.reference(mlp, x, method)})
 
 
 def test_explicit_targets_and_methods_without_a_shared_path(cnn, digits):

@@ -24,7 +24,8 @@ Examples
 >>> maps.shape
 torch.Size([3, 1, 28, 28])
 """
-from ._engine import explain, explain_each
+from ._completeness import completeness_error
+from ._engine import explain, explain_each, reference
 from ._guided import SaliencyWarning, guided_rectifiers
 from ._inputs import UnsupportedModelError
 from ._noise import Smoothed, smoothgrad_noise
@@ -54,6 +55,8 @@ __all__ = [
     "explain",
     "explain_all",
     "explain_each",
+    "reference",
+    "completeness_error",
     "smoothgrad_noise",
     "Smoothed",
     "guided_rectifiers",

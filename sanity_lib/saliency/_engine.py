@@ -1,8 +1,22 @@
 """explain(): one call for every saliency method, batched, leaving the model as it was.
 
-How each method is computed is its registry record's ``plan`` (``_methods.py``); this
-module checks the arguments and runs the plan chunk by chunk."""
+**One engine.** A method with a shared path (its registry record names ``shares``) is
+computed by the fused engine of :func:`~sanity_lib.saliency.explain_all`, the same code the
+sanity checks' sweeps run, so a map from ``explain`` and a map from a sweep are one
+computation. The other methods (IG-SmoothGrad, DeepLift, LRP) run their registry
+record's ``plan`` (``_methods.py``) chunk by chunk.
+
+**One reference.** :func:`reference` runs every method's ``plan``, which computes it
+independently of the fused engine (through Captum where Captum has the method: Saliency,
+InputXGradient, IntegratedGradients, LayerGradCam). The tests hold the engine to it, and
+:func:`explain_each` makes it an explainer for a whole sweep."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ._inputs import (argmax_target, check_input, check_model,
@@ -10,10 +24,12 @@ from ._inputs import (argmax_target, check_input, check_model,
 from ._registry import REGISTRY
 from ._settings import check_settings, resolve_method
 
-__all__ = ["explain", "explain_each"]
+__all__ = ["explain", "explain_each", "reference"]
 
 
-def explain(model, x, method, target=None, **settings):
+def explain(model: nn.Module, x: torch.Tensor, method: str,
+            target: int | Sequence[int] | torch.Tensor | None = None,
+            **settings: Any) -> torch.Tensor:
     """A saliency map of ``model`` at each image of ``x``, by one of :data:`METHODS`.
 
     Parameters
@@ -103,6 +119,35 @@ def explain(model, x, method, target=None, **settings):
     torch.Size([2, 1, 28, 28])
     """
     method = resolve_method(method)
+    check_settings(method, settings)
+    if REGISTRY[method].shares:
+        from ._shared import explain_all
+
+        return explain_all(model, x, {method: settings}, target=target)[method]
+    return reference(model, x, method, target, **settings)
+
+
+def reference(model: nn.Module, x: torch.Tensor, method: str,
+              target: int | Sequence[int] | torch.Tensor | None = None,
+              **settings: Any) -> torch.Tensor:
+    """A method's map computed by its registry ``plan``, independently of the fused engine.
+
+    The same arguments, checks and result as :func:`explain`; where :func:`explain` runs a
+    method through the fused engine, this runs the method's own plan (Captum's
+    implementation where Captum has one; ``_methods.py``), one chunk of images at a time.
+    It is slower and exists to check the engine: ``explain(...)`` and ``reference(...)``
+    agree up to float rounding for every method (``tests/test_fast_sweep.py``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sanity_lib.models import mnist_cnn
+    >>> model, x = mnist_cnn(), torch.rand(2, 1, 28, 28)
+    >>> torch.allclose(reference(model, x, "gradient"), explain(model, x, "gradient"),
+    ...                atol=1e-6)
+    True
+    """
+    method = resolve_method(method)
     opts = check_settings(method, settings)
     check_model(model)
     x = check_input(model, x)
@@ -122,12 +167,15 @@ def explain(model, x, method, target=None, **settings):
     return torch.cat(parts)
 
 
-def explain_each(model, x, methods, target=None):
-    """Several methods' maps, one :func:`explain` call per method (no shared passes).
+def explain_each(model: nn.Module, x: torch.Tensor,
+                 methods: str | Mapping[str, Mapping[str, Any] | None] | Sequence[str],
+                 target: int | Sequence[int] | torch.Tensor | None = None,
+                 ) -> dict[str, torch.Tensor]:
+    """Several methods' maps, one :func:`reference` call per method (no shared passes).
 
     The same contract as :func:`explain_all` (an *explainer* for the sanity checks); slower,
-    but each map comes from the plain per-method path, which makes it the reference the
-    fused engine is tested against.
+    but each map comes from the method's own plan, independent of the fused engine, which
+    makes a whole sweep run with it the reference the default sweep is tested against.
 
     Parameters
     ----------
@@ -152,4 +200,4 @@ def explain_each(model, x, methods, target=None):
         methods = [methods]
     if not isinstance(methods, dict):
         methods = {m: {} for m in methods}
-    return {m: explain(model, x, m, target=target, **dict(s or {})) for m, s in methods.items()}
+    return {m: reference(model, x, m, target, **dict(s or {})) for m, s in methods.items()}

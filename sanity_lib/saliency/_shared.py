@@ -1,9 +1,10 @@
 """Several saliency methods at once, sharing forward-backward passes (for sweeps).
 
-A randomization sweep explains the same images with many methods under many models.
-Explained one method at a time (:func:`explain`), the methods repeat each other's work.
-:func:`explain_all` computes the maps of several methods for one model and gives the
-same maps as one :func:`explain` call per method (up to float rounding), but
+This is the library's one engine: :func:`explain` runs it for one method, the sanity checks'
+sweeps for many. A sweep explains the same images with many methods under many models;
+computed one method at a time (:func:`reference`, each method's own plan), the methods
+repeat each other's work. :func:`explain_all` gives the same maps as one :func:`reference`
+call per method (up to float rounding), but
 
 - **shares passes.** One plain backward gives the gradient, gradient x input and the
   GradCAM gradients of every GradCAM layer; one guided backward gives Guided Backprop;
@@ -21,10 +22,14 @@ same maps as one :func:`explain` call per method (up to float rounding), but
   gives the model's logits, and falls back to the model itself if not.
 
 Methods without a shared path (``integrated_gradients_smoothgrad``, ``deeplift``,
-``lrp_epsilon``) go through :func:`explain` unchanged. Reduced precision (bfloat16) and
+``lrp_epsilon``) run their own plans (:func:`reference`). Reduced precision (bfloat16) and
 compiled models are not used.
 """
+from __future__ import annotations
+
 import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _gradcam, _guided, _noise
-from ._engine import explain
+from ._engine import reference
 from ._inputs import (argmax_target, check_baseline, check_input,
                       check_model, check_target, eval_mode, probe)
 from ._registry import REGISTRY
@@ -337,7 +342,10 @@ def _prepare(methods):
     return opts, raw
 
 
-def explain_all(model, x, methods, target=None):
+def explain_all(model: nn.Module, x: torch.Tensor,
+                methods: Mapping[str, Mapping[str, Any] | None] | Sequence[str],
+                target: int | Sequence[int] | torch.Tensor | None = None,
+                ) -> dict[str, torch.Tensor]:
     """Saliency maps of several methods for one model, sharing their passes.
 
     Parameters
@@ -371,7 +379,7 @@ def explain_all(model, x, methods, target=None):
     >>> model, x = mnist_cnn(), torch.rand(2, 1, 28, 28)
     >>> maps = explain_all(model, x, {"gradient": {}, "gradcam": {},
     ...                               "smoothgrad": {"n_samples": 4}})
-    >>> bool(torch.allclose(maps["gradient"], explain(model, x, "gradient")))
+    >>> bool(torch.allclose(maps["gradient"], reference(model, x, "gradient"), atol=1e-6))
     True
     """
     if isinstance(methods, str):
@@ -394,9 +402,9 @@ def explain_all(model, x, methods, target=None):
                                  for s, e in _chunks(x.shape[0], 32)])
         if shared:
             out.update(_shared_maps(model, x, shared, targets, probed))
-    for m, o in opts.items():  # the rest, one explain() call each
+    for m, o in opts.items():  # the rest: their own plans, one call each
         if m not in shared:
-            out[m] = explain(model, x, m, target=targets, **raw[m])
+            out[m] = reference(model, x, m, targets, **raw[m])
     return {m: out[m] for m in opts}
 
 

@@ -1,0 +1,55 @@
+"""completeness_error: the share by which an attribution misses the score difference."""
+import pytest
+import torch
+from torch import nn
+
+import sanity_lib as sl
+from sanity_lib.saliency import completeness_error, explain
+
+
+def _linear(w: torch.Tensor) -> nn.Module:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(w.numel(), 2, bias=True)).double()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.stack([w.reshape(-1), -w.reshape(-1)]))
+        model[1].bias.fill_(0.3)
+    return model.eval()
+
+
+def test_a_complete_map_has_no_error_and_an_empty_map_misses_everything():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(1, 6, 6, generator=g, dtype=torch.float64)
+    model = _linear(w)
+    x = torch.randn(3, 1, 6, 6, generator=g, dtype=torch.float64)
+    exact = x * w                       # IG of a linear model from a zero baseline
+    target = model(x).argmax(1)
+    exact = torch.where((target == 0).reshape(-1, 1, 1, 1), exact, -exact)
+    assert completeness_error(model, x, exact).max() < 1e-12
+    assert torch.allclose(completeness_error(model, x, torch.zeros_like(x)),
+                          torch.ones(3, dtype=torch.float64))
+    assert torch.allclose(completeness_error(model, x, 1.5 * exact),
+                          torch.full((3,), 0.5, dtype=torch.float64))
+
+
+def test_more_integration_steps_make_integrated_gradients_more_complete():
+    model = sl.models.mnist_cnn(seed=0)
+    x = sl.data.load_mnist("test")[0][:4]
+    errors = [float(completeness_error(model, x, explain(
+        model, x, "integrated_gradients", n_steps=n, integration="riemann_middle")).mean())
+        for n in (2, 64)]
+    assert errors[1] < errors[0]
+    assert errors[1] < 0.05
+
+
+def test_the_baseline_and_the_target_are_the_ones_the_map_used():
+    model = sl.models.mnist_cnn(seed=0)
+    x = sl.data.load_mnist("test")[0][:2]
+    ig = explain(model, x, "integrated_gradients", baseline=0.5, target=3, n_steps=64)
+    assert completeness_error(model, x, ig, target=3, baseline=0.5).max() < 0.05
+    assert completeness_error(model, x, ig, target=3, baseline=0.0).max() > 0.05
+
+
+@pytest.mark.parametrize("maps, match", [(torch.zeros(2, 1, 27, 28), "shape"),
+                                         ("map", "tensor")])
+def test_maps_of_the_wrong_shape_are_refused(maps, match):
+    with pytest.raises(ValueError, match=match):
+        completeness_error(sl.models.mnist_cnn(), torch.rand(2, 1, 28, 28), maps)

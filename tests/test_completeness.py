@@ -53,3 +53,28 @@ def test_the_baseline_and_the_target_are_the_ones_the_map_used():
 def test_maps_of_the_wrong_shape_are_refused(maps, match):
     with pytest.raises(ValueError, match=match):
         completeness_error(sl.models.mnist_cnn(), torch.rand(2, 1, 28, 28), maps)
+
+
+def test_the_quadratic_rule_is_exact_on_a_linear_model_and_matches_its_definition():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(1, 5, 5, generator=g, dtype=torch.float64)
+    model = _linear(w)
+    x = torch.randn(2, 1, 5, 5, generator=g, dtype=torch.float64)
+    got = explain(model, x, "integrated_gradients", target=0, n_steps=6,
+                  integration="gausslegendre_quadratic")
+    torch.testing.assert_close(got, x * w, rtol=1e-6, atol=1e-9)  # float32 weights, as Captum
+    # on a curved model: the definition, sum_i 2 t_i w_i grad(t_i^2 x) with numpy's nodes
+    import numpy as np
+    cnn = sl.models.mnist_cnn(seed=0).double()
+    d = sl.data.load_mnist("test")[0][:2].double()
+    t, wt = np.polynomial.legendre.leggauss(5)
+    t, wt = (t + 1) / 2, wt / 2
+    want = torch.zeros_like(d)
+    for ti, wi in zip(t, wt):
+        p = (float(ti) ** 2 * d).requires_grad_(True)
+        cnn(p)[:, 7].sum().backward()
+        want += 2 * float(ti) * float(wi) * p.grad
+    for engine in (explain, sl.saliency.reference):
+        got = engine(cnn, d, "integrated_gradients", target=7, n_steps=5,
+                     integration="gausslegendre_quadratic")
+        torch.testing.assert_close(got, d * want, rtol=1e-6, atol=1e-8)

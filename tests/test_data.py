@@ -203,3 +203,16 @@ def test_imagenet_categories_offline(no_network):
     assert names[281] == "tabby" and names[0] == "tench"
     names.append("changed")  # a fresh list each call
     assert len(data.imagenet_categories()) == 1000
+
+
+def test_all_offline_photos_are_eight_different_natural_photos():
+    import sanity_lib as sl
+    x = sl.data.sample_images(64, names="all")
+    assert x.shape == (8, 3, 64, 64) and len(sl.data.ALL_PHOTO_NAMES) == 8
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    flat = x.reshape(8, -1)
+    distances = torch.cdist(flat, flat) + torch.eye(8) * 1e9
+    assert float(distances.min()) > 1.0            # no photo twice
+    assert torch.equal(sl.data.sample_images(64, names=["grace_hopper"])[0], x[7])
+    with pytest.raises(ValueError, match='"all"'):
+        sl.data.sample_images(64, names=["lena"])

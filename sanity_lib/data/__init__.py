@@ -16,8 +16,12 @@ Examples
 >>> images.shape, labels.shape
 (torch.Size([2000, 1, 28, 28]), torch.Size([2000]))
 """
+from __future__ import annotations
+
 import functools
 import importlib.resources
+import os
+from collections.abc import Sequence
 from urllib.error import URLError
 
 import numpy as np
@@ -29,6 +33,7 @@ __all__ = [
     "sample_images",
     "imagenet_categories",
     "SAMPLE_IMAGE_NAMES",
+    "ALL_PHOTO_NAMES",
     "MNIST_SPLITS",
     "MNIST_SOURCES",
     "MNIST_DATASETS",
@@ -51,6 +56,15 @@ _SAMPLE_FILES = {
     "motorcycle": "motorcycle_left.png",  # a motorcycle in a garage (stereo pair, left)
 }
 SAMPLE_IMAGE_NAMES = tuple(_SAMPLE_FILES)
+# More natural photos that ship inside installed wheels: (package, file inside it, what).
+_EXTRA_PHOTOS = {
+    "china": ("sklearn.datasets.images", "china.jpg"),                 # a Chinese temple
+    "flower": ("sklearn.datasets.images", "flower.jpg"),               # a flower, close up
+    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),  # in uniform
+}
+#: Every natural photo available offline: scikit-image's five, scikit-learn's two (when
+#: scikit-learn is installed; the course's set-up installs it) and matplotlib's portrait.
+ALL_PHOTO_NAMES = SAMPLE_IMAGE_NAMES + tuple(_EXTRA_PHOTOS)
 
 
 # ---------------------------------------------------------------------------- MNIST
@@ -102,8 +116,8 @@ def _load_torchvision(split: str, dataset: str, root):
     return torch.cat(images), torch.cat(labels)
 
 
-def load_mnist(split: str = "train", source: str = "embedded", dataset: str = "mnist",
-               root=None):
+def load_mnist(split: str = "train", *, source: str = "embedded", dataset: str = "mnist",
+               root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Load MNIST digits (or Fashion-MNIST) as tensors.
 
     Parameters
@@ -175,7 +189,13 @@ def _sample_array(name: str, size: int) -> np.ndarray:
 
     # Read the file from the installed package: scikit-image's loaders could try to
     # download a file that is not bundled; a plain file read never does.
-    resource = importlib.resources.files("skimage.data").joinpath(_SAMPLE_FILES[name])
+    package, file = _EXTRA_PHOTOS.get(name, ("skimage.data", _SAMPLE_FILES.get(name)))
+    try:
+        resource = importlib.resources.files(package).joinpath(file)
+    except ModuleNotFoundError:
+        raise ValueError(f"the photo {name!r} ships with {package.split('.')[0]}, which is not "
+                         "installed; pip install scikit-learn (the course's set-up installs "
+                         f"it), or choose among {list(SAMPLE_IMAGE_NAMES)}") from None
     with importlib.resources.as_file(resource) as path:
         image = skimage.io.imread(path)
     image = _center_square(image[..., :3]).astype(np.float64) / 255.0
@@ -185,7 +205,7 @@ def _sample_array(name: str, size: int) -> np.ndarray:
     return array
 
 
-def sample_images(size: int = 224, names=None) -> torch.Tensor:
+def sample_images(size: int = 224, *, names: Sequence[str] | None = None) -> torch.Tensor:
     """Colour photos bundled with scikit-image, as an ImageNet-ready batch.
 
     Each photo is centre-cropped to a square and resized with antialiasing.
@@ -194,10 +214,11 @@ def sample_images(size: int = 224, names=None) -> torch.Tensor:
     ----------
     size : int
         Side length in pixels (224 for EfficientNet-Lite0, 299 for Inception v3).
-    names : sequence of str, optional
+    names : sequence of str, or "all", optional
         Which photos, in the order wanted; default all of :data:`SAMPLE_IMAGE_NAMES`
         (``"chelsea"`` the cat, ``"coffee"``, ``"astronaut"``, ``"rocket"``,
-        ``"motorcycle"``).
+        ``"motorcycle"``). ``"all"`` is :data:`ALL_PHOTO_NAMES`: those five, scikit-learn's
+        ``"china"`` and ``"flower"`` and matplotlib's ``"grace_hopper"``.
 
     Returns
     -------
@@ -210,19 +231,23 @@ def sample_images(size: int = 224, names=None) -> torch.Tensor:
     torch.Size([5, 3, 64, 64])
     >>> sample_images(32, names=["coffee"]).shape
     torch.Size([1, 3, 32, 32])
+    >>> sample_images(32, names="all").shape
+    torch.Size([8, 3, 32, 32])
     """
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive int (pixels), got {size!r}")
     if names is None:
         names = SAMPLE_IMAGE_NAMES
+    elif names == "all":
+        names = ALL_PHOTO_NAMES
     elif isinstance(names, str):
         names = [names]
     names = list(names)
-    unknown = [n for n in names if n not in _SAMPLE_FILES]
+    unknown = [n for n in names if n not in ALL_PHOTO_NAMES]
     if unknown:
         raise ValueError(
             f"names contains unknown photo(s) {unknown}; valid names are "
-            + ", ".join(repr(n) for n in SAMPLE_IMAGE_NAMES)
+            + ", ".join(repr(n) for n in ALL_PHOTO_NAMES) + ', or "all"'
         )
     if not names:
         raise ValueError("names is empty; pass at least one of " + ", ".join(SAMPLE_IMAGE_NAMES))
@@ -230,7 +255,7 @@ def sample_images(size: int = 224, names=None) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ ImageNet classes
-def imagenet_categories() -> list:
+def imagenet_categories() -> list[str]:
     """The 1000 ImageNet class names, index = class id (offline, from torchvision).
 
     Examples

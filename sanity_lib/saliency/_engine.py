@@ -62,8 +62,10 @@ def explain(model: nn.Module, x: torch.Tensor, method: str,
             or a tensor broadcastable to x; ``integration="gausslegendre"`` (Captum's
             quadrature rule; also ``"riemann_middle"``, ``"riemann_left"``,
             ``"riemann_right"``; the reference code averaged gradients at evenly spaced
-            points. Captum's ``"riemann_trapezoid"`` is refused: its weights sum to
-            (n - 1) / n); ``internal_batch_size=None``
+            points; ``"gausslegendre_quadratic"``, Gauss-Legendre with nodes denser near the
+            baseline, where a trained network's score changes most. Captum's
+            ``"riemann_trapezoid"`` is refused: its weights sum to (n - 1) / n);
+            ``internal_batch_size=None``
             (rows per pass, default ``batch_size``).
         ``smoothgrad`` / ``vargrad``:
             ``n_samples=50``, ``noise_level=0.15`` (noise std ``noise_level *

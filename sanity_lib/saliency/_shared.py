@@ -425,10 +425,10 @@ def _shared_maps(model, x, opts, targets, probed):
             cam_layers[m] = (name, layer)
     ig = None
     if "integrated_gradients" in opts:
-        from captum.attr._utils.approximation_methods import approximation_parameters
+        from ._integration import nodes
 
         o = opts["integrated_gradients"]
-        step_sizes, alphas = (f(o["n_steps"]) for f in approximation_parameters(o["integration"]))
+        step_sizes, alphas = nodes(o["integration"], o["n_steps"])
         ig = {"alphas": alphas, "baseline": check_baseline(o["baseline"], x),
               # Captum multiplies by float32 step sizes; so do we.
               "weights": torch.tensor(step_sizes).float().to(device=x.device, dtype=x.dtype)}

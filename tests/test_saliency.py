@@ -730,3 +730,27 @@ def test_gradcam_needs_images_and_a_non_module_model_is_refused():
         explain(smooth_mlp(), torch.zeros(2, 12, dtype=torch.float64), "gradcam")
     with pytest.raises(TypeError, match="torch.nn.Module"):
         explain(lambda x: x, torch.zeros(2, 12), "gradient")
+
+
+def test_lrp_zplus_is_the_z_plus_rule_computed_by_hand():
+    """Relevance flows only along positive contributions a_j w_jk^+, layer by layer
+    (zero biases, so the rule has no bias term to place)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).double().eval()
+    with torch.no_grad():
+        model[0].bias.zero_()
+        model[2].bias.zero_()
+    x = torch.rand(4, 6, dtype=torch.float64)
+    target = model(x).argmax(1)
+    got = explain(model, x, "lrp_zplus", target=target)
+    w1, w2 = model[0].weight.detach(), model[2].weight.detach()
+    hidden = torch.relu(x @ w1.T)
+    want = []
+    for i in range(4):
+        z2 = hidden[i] * w2[target[i]].clamp(min=0)
+        r1 = z2 / z2.sum() * (hidden[i] @ w2[target[i]])
+        z1 = x[i][:, None] * w1.T.clamp(min=0)
+        want.append((z1 / z1.sum(0, keepdim=True) * r1[None, :]).sum(1))
+    torch.testing.assert_close(got, torch.stack(want), rtol=1e-6, atol=1e-8)
+    assert (got >= 0).all()                     # positive inputs: no negative relevance
+    assert not torch.allclose(got, explain(model, x, "lrp_epsilon", target=target))

@@ -239,3 +239,17 @@ register(Method(
     computes="Captum LRP, epsilon rule on every layer", settings={"epsilon": 1e-9},
     plan=plan_lrp_epsilon, reference="Bach et al. 2015", aliases=("lrp", "lrp_eps"),
 ))
+
+
+def plan_lrp_zplus(model, x, opts):
+    clone = _propagation.prepare_copy(model, "lrp_zplus")
+    _propagation.check_lrp(clone, x[:1], "lrp_zplus")
+    return ((lambda xb, tb, s: _propagation.lrp_zplus(clone, xb, tb)), opts["batch_size"])
+
+
+register(Method(
+    name="lrp_zplus", label="LRP-z⁺", paper="not in the paper",
+    computes="Captum LRP, z+ rule (alpha 1, beta 0) on every layer", settings={},
+    plan=plan_lrp_zplus, reference="Montavon et al. 2017",
+    aliases=("lrp_z_plus", "lrp_alpha1_beta0", "lrp_alpha_beta", "zplus"),
+))

@@ -18,7 +18,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._inputs import UnsupportedModelError, module_names
 
-__all__ = ["prepare_copy", "check_deeplift", "check_lrp", "deeplift", "lrp_epsilon"]
+__all__ = ["prepare_copy", "check_deeplift", "check_lrp", "deeplift", "lrp_epsilon", "lrp_zplus"]
 
 _NONLINEAR_NODES = {
     "ReluBackward", "HardtanhBackward", "ThresholdBackward", "ClampBackward", "ClampMinBackward",
@@ -177,7 +177,7 @@ def _lrp_ruled(leaf):
     return isinstance(leaf, tuple(SUPPORTED_LAYERS_WITH_RULES) + _LRP_PASSTHROUGH_MODULES)
 
 
-def check_lrp(model: nn.Module, x1: torch.Tensor) -> None:
+def check_lrp(model: nn.Module, x1: torch.Tensor, method: str = "lrp_epsilon") -> None:
     """Every leaf that runs must have an LRP rule in Captum, each used once, and
     the code between them may only reshape, select, ReLU or max-pool."""
     from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES, SUPPORTED_NON_LINEAR_LAYERS
@@ -198,7 +198,7 @@ def check_lrp(model: nn.Module, x1: torch.Tensor) -> None:
             problems.add(f"functional {func} between layers (make it a supported module)",
                          f"in {_describe(names, module)}")
     problems.raise_if_any(
-        "lrp_epsilon", ", ".join(t.__name__ for t in SUPPORTED_LAYERS_WITH_RULES)
+        method, ", ".join(t.__name__ for t in SUPPORTED_LAYERS_WITH_RULES)
         + ", " + ", ".join(t.__name__ for t in SUPPORTED_NON_LINEAR_LAYERS)
         + " and Flatten, Unflatten, Identity")
 
@@ -211,10 +211,9 @@ def deeplift(model: nn.Module, x, target, baseline):
         return DeepLift(model).attribute(x.detach(), baselines=baseline, target=target.to(x.device))
 
 
-def lrp_epsilon(model: nn.Module, x, target, epsilon: float):
+def _lrp(model: nn.Module, x, target, make_rule):
     from captum.attr import LRP
     from captum.attr._core.lrp import SUPPORTED_NON_LINEAR_LAYERS
-    from captum.attr._utils.lrp_rules import EpsilonRule
 
     # Captum deletes the rules after every call, so they are attached each time.
     for leaf in _leaves(model):
@@ -222,7 +221,22 @@ def lrp_epsilon(model: nn.Module, x, target, epsilon: float):
             if hasattr(leaf, "rule"):
                 del leaf.rule
         else:  # ruled layers, and leaves that never run (Captum insists on a rule)
-            leaf.rule = EpsilonRule(epsilon=epsilon)
+            leaf.rule = make_rule()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")
         return LRP(model).attribute(x.detach(), target=target.to(x.device))
+
+
+def lrp_epsilon(model: nn.Module, x, target, epsilon: float):
+    """LRP with the epsilon rule at every layer (Bach et al. 2015)."""
+    from captum.attr._utils.lrp_rules import EpsilonRule
+
+    return _lrp(model, x, target, lambda: EpsilonRule(epsilon=epsilon))
+
+
+def lrp_zplus(model: nn.Module, x, target):
+    """LRP with the z+ rule, i.e. alpha = 1, beta = 0, at every layer (Montavon et al. 2017):
+    relevance flows only along positive contributions ``a_j w_jk^+``."""
+    from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule
+
+    return _lrp(model, x, target, Alpha1_Beta0_Rule)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.grad import conv2d_input
 
+import sanity_lib as sl
 import sanity_lib.models as sl_models
 from sanity_lib.saliency import (DEFAULT_SETTINGS, METHODS, SaliencyWarning,
                                  UnsupportedModelError, explain, smoothgrad_noise)
@@ -754,3 +755,53 @@ def test_lrp_zplus_is_the_z_plus_rule_computed_by_hand():
     torch.testing.assert_close(got, torch.stack(want), rtol=1e-6, atol=1e-8)
     assert (got >= 0).all()                     # positive inputs: no negative relevance
     assert not torch.allclose(got, explain(model, x, "lrp_epsilon", target=target))
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.Softplus, nn.GELU, nn.Sigmoid])
+def test_the_guided_clamp_at_smooth_activations_is_s_prime_times_the_positive_gradient(
+        activation):
+    """smooth="guided": at y = s(z) the backward is s'(z) * max(grad_y, 0), computed here by
+    hand layer by layer; smooth="plain" (the default) is the plain gradient and warns."""
+    torch.manual_seed(3)
+    l1, l2, l3 = nn.Linear(5, 7), nn.Linear(7, 6), nn.Linear(6, 3)
+    model = nn.Sequential(l1, activation(), l2, activation(), l3).double().eval()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 0])
+    got = explain(model, x, "guided_backprop", target=target, smooth="guided")
+
+    def s_prime(z):
+        z = z.detach().requires_grad_(True)
+        (d,) = torch.autograd.grad(model[1](z).sum(), z)
+        return d
+
+    z1 = l1(x)
+    z2 = l2(model[1](z1))
+    g = l3.weight.detach()[target]                       # d score / d a2
+    g = s_prime(z2) * g.clamp(min=0)                     # guided at the second activation
+    g = g @ l2.weight.detach()
+    g = s_prime(z1) * g.clamp(min=0)                     # and at the first
+    want = g @ l1.weight.detach()
+    torch.testing.assert_close(got, want.detach(), rtol=1e-7, atol=1e-10)
+    with pytest.warns(sl.saliency.SaliencyWarning, match="not rectifiers"):
+        plain = explain(model, x, "guided_backprop", target=target)
+    torch.testing.assert_close(plain, explain(model, x, "gradient", target=target))
+    assert not torch.allclose(got, plain)
+    # the reference (each method's own plan) agrees with the engine
+    torch.testing.assert_close(sl.saliency.reference(model, x, "guided_backprop", target=target,
+                                                     smooth="guided"), got)
+
+
+def test_smooth_setting_is_checked_and_guided_gradcam_takes_it_too():
+    model = sl.models.mnist_cnn(activation="softplus")
+    x = torch.rand(2, 1, 28, 28)
+    with pytest.raises(ValueError, match="'plain'.*'guided'"):
+        explain(model, x, "guided_backprop", smooth="yes")
+    with pytest.warns(sl.saliency.SaliencyWarning, match="not rectifiers"):  # plain GGCAM
+        maps = sl.saliency.explain_all(model, x, {"guided_backprop": {"smooth": "guided"},
+                                                  "guided_gradcam": {"smooth": "plain"}})
+    cam = explain(model, x, "gradcam")
+    with pytest.warns(sl.saliency.SaliencyWarning):
+        plain = explain(model, x, "guided_backprop")
+    torch.testing.assert_close(maps["guided_gradcam"], plain * cam, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(maps["guided_backprop"],
+                               explain(model, x, "guided_backprop", smooth="guided"))

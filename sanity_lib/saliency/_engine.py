@@ -76,11 +76,13 @@ def explain(model: nn.Module, x: torch.Tensor, method: str,
             SmoothGrad over IG (IG from the same baseline to each noisy copy), with the
             settings of both.
         ``guided_backprop``:
-            none. Guided at every rectifier, however it is written (module, functional,
+            Guided at every rectifier, however it is written (module, functional,
             in place, ReLU6, reused modules); raises :class:`UnsupportedModelError` for
             rectifiers without a guided rule (LeakyReLU, PReLU, ELU, custom autograd
-            Functions) and warns for smooth activations, which it passes through as plain
-            backprop (a network without rectifiers gets the plain gradient).
+            Functions). ``smooth="plain"``: warns for smooth activations, which it passes
+            through as plain backprop (a network without rectifiers gets the plain
+            gradient); ``smooth="guided"``: the guided clamp at them too, ``s'(z) *
+            max(grad, 0)`` (also for ``guided_gradcam``).
         ``gradcam`` / ``guided_gradcam``:
             ``layer=None``: the last layer group (:func:`sanity_lib.models.layer_groups`)
             with a 4-D output, e.g. EfficientNet's head or the MNIST CNN's conv2; failing

@@ -18,8 +18,12 @@ Afterwards the autograd graph is walked as a safety net. A rectifier node that e
 the mode (``torch.ops.aten.relu``, TorchScript, a C++ extension) raises, as do
 rectifier-like ops with no agreed guided rule (LeakyReLU, PReLU, RReLU, ELU, SELU, CELU)
 and custom autograd Functions, whose backward cannot be guided from outside. Smooth
-activations (softplus, tanh, sigmoid, GELU, SiLU, ...) are not rectifiers: gradients pass
-through them as in plain backprop, with a :class:`SaliencyWarning`.
+activations (softplus, tanh, sigmoid, GELU, SiLU, ...) are not rectifiers: by default
+(``smooth="plain"``) gradients pass through them as in plain backprop, with a
+:class:`SaliencyWarning`, so on a network without rectifiers "Guided Backprop" is the
+gradient. ``smooth="guided"`` applies the guided clamp at them too: the backward of
+``y = s(z)`` becomes ``s'(z) * max(grad_y, 0)``, the same rule as at a ReLU, whose
+derivative is the indicator ``z > 0``.
 """
 import math
 import numbers
@@ -33,7 +37,10 @@ from torch.overrides import TorchFunctionMode
 
 from ._inputs import UnsupportedModelError, module_names
 
-__all__ = ["SaliencyWarning", "guided_backprop", "guided_rectifiers"]
+__all__ = ["SaliencyWarning", "guided_backprop", "guided_rectifiers", "SMOOTH_RULES"]
+
+#: What ``guided_backprop`` does at smooth activations (its ``smooth=`` setting).
+SMOOTH_RULES = ("plain", "guided")
 
 
 class SaliencyWarning(UserWarning):
@@ -63,6 +70,34 @@ class _GuidedRectifier(torch.autograd.Function):
         if ctx.upper is not None:
             open_ = open_ & (out < ctx.upper)
         return grad.clamp(min=0) * open_, None, None
+
+
+class _GuidedSmooth(torch.autograd.Function):
+    """A smooth elementwise activation whose backward is ``s'(z) * max(grad, 0)``."""
+
+    @staticmethod
+    def forward(ctx, x, func, kwargs):
+        ctx.func, ctx.kwargs = func, kwargs
+        ctx.save_for_backward(x)
+        return func(x, **kwargs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            z = x.detach().requires_grad_(True)
+            # elementwise: the vector-Jacobian product with max(grad, 0) is s'(z) * max(grad, 0)
+            (d,) = torch.autograd.grad(ctx.func(z, **ctx.kwargs), z, grad.clamp(min=0))
+        return d, None, None
+
+
+# Smooth elementwise activations the guided clamp can act at (smooth="guided").
+_SMOOTH_FUNCS = {f for f in (
+    F.softplus, torch.tanh, torch.Tensor.tanh, F.tanh, torch.sigmoid, torch.Tensor.sigmoid,
+    F.sigmoid, F.gelu, F.silu, F.mish, F.elu, F.selu, F.celu, F.logsigmoid,
+    *(getattr(torch._C._nn, name, None)
+      for name in ("gelu", "softplus", "silu", "mish", "log_sigmoid", "elu")),
+) if f is not None}
 
 
 def _number(value):
@@ -149,9 +184,11 @@ class guided_rectifiers(TorchFunctionMode):
     1
     """
 
-    def __init__(self):
+    def __init__(self, smooth: str = "plain"):
         super().__init__()
+        self.smooth = smooth
         self.n_guided = 0
+        self.n_smooth_guided = 0
         self.handwritten = set()  # rectifier-like calls it cannot guide (torch.where, x > 0)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -161,6 +198,18 @@ class guided_rectifiers(TorchFunctionMode):
             if call is not None:
                 self.n_guided += 1
                 return _GuidedRectifier.apply(*call)
+        if (self.smooth == "guided" and func in _SMOOTH_FUNCS and args
+                and isinstance(args[0], torch.Tensor) and args[0].is_floating_point()
+                and not kwargs.get("inplace", False)):
+            bound = dict(kwargs)
+            rest = args[1:]
+            if rest:  # positional options (e.g. F.softplus(x, beta, threshold)): keep them
+                func_, extra = func, rest
+                call = lambda z, **kw: func_(z, *extra, **kw)  # noqa: E731
+            else:
+                call = func
+            self.n_smooth_guided += 1
+            return _GuidedSmooth.apply(args[0], call, bound)
         if func in _HANDWRITTEN and _looks_handwritten(func, args):
             self.handwritten.add(_HANDWRITTEN[func])
         return func(*args, **kwargs)
@@ -234,6 +283,8 @@ def _graph_report(root):
             cls = getattr(node, "_forward_cls", None)
             if cls is _GuidedRectifier:
                 guided += 1
+            elif cls is _GuidedSmooth:
+                pass  # counted by the mode (smooth="guided")
             else:
                 unguidable.add(f"the custom autograd Function {getattr(cls, '__qualname__', name)}")
         elif name == "ReluBackward":
@@ -263,14 +314,20 @@ def _where(model, op_names):
 
 
 def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                    warn: bool = True) -> torch.Tensor:
-    """d(guided)S_target/dx for one batch; raises when a rectifier cannot be guided."""
+                    warn: bool = True, smooth: str = "plain") -> torch.Tensor:
+    """d(guided)S_target/dx for one batch; raises when a rectifier cannot be guided.
+
+    ``smooth="guided"`` also clamps the gradient at smooth activations (see the module)."""
     x = x.detach().clone().requires_grad_(True)
-    with guided_rectifiers() as mode:
+    with guided_rectifiers(smooth) as mode:
         out = model(x)
     if out.grad_fn is None:
         return torch.zeros_like(x)
-    guided, escaped, unguidable, smooth = _graph_report(out.grad_fn)
+    guided, escaped, unguidable, smooth_found = _graph_report(out.grad_fn)
+    if smooth == "guided":
+        guided += mode.n_smooth_guided
+        unguidable = {u for u in unguidable if "_GuidedSmooth" not in u}
+    smooth = smooth_found
     if unguidable:
         ops = sorted(unguidable)
         raise UnsupportedModelError(

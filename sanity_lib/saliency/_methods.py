@@ -167,14 +167,15 @@ register(Method(
 # ----------------------------------------------------------------------------- guided, CAM
 
 def plan_guided_backprop(model, x, opts):
-    return ((lambda xb, tb, s: _guided.guided_backprop(model, xb, tb, warn=s == 0)),
+    return ((lambda xb, tb, s: _guided.guided_backprop(model, xb, tb, warn=s == 0,
+                                                       smooth=opts["smooth"])),
             opts["batch_size"])
 
 
 register(Method(
     name="guided_backprop", label="Guided Backprop", paper="figure 2", shares=("guided",),
-    computes="backprop with negative gradients zeroed at every rectifier", settings={},
-    plan=plan_guided_backprop, reference="Springenberg et al. 2015",
+    computes="backprop with negative gradients zeroed at every rectifier",
+    settings={"smooth": "plain"}, plan=plan_guided_backprop, reference="Springenberg et al. 2015",
     aliases=("gbp", "guided_backpropagation", "guided_bp"),
 ))
 
@@ -196,7 +197,7 @@ def plan_guided_gradcam(model, x, opts):
     layer = _image_layer(model, x, opts, "guided_gradcam")
 
     def fn(xb, tb, s):
-        guided = _guided.guided_backprop(model, xb, tb, warn=s == 0)
+        guided = _guided.guided_backprop(model, xb, tb, warn=s == 0, smooth=opts["smooth"])
         return guided * _gradcam.gradcam(model, layer, xb, tb)
     return fn, opts["batch_size"]
 
@@ -204,7 +205,7 @@ def plan_guided_gradcam(model, x, opts):
 register(Method(
     name="guided_gradcam", label="Guided GradCAM", paper="figure 2",
     shares=("plain", "guided"), computes="guided_backprop * upsampled gradcam",
-    settings={"layer": None}, plan=plan_guided_gradcam, reference="Selvaraju et al. 2017",
+    settings={"layer": None, "smooth": "plain"}, plan=plan_guided_gradcam, reference="Selvaraju et al. 2017",
     aliases=("guided_grad_cam", "ggcam"),
 ))
 

@@ -100,6 +100,15 @@ def _check_value(method, name, value):
             "baseline must be a finite number (a constant input, 0.0 = all zeros in the "
             f"model's input space) or a tensor broadcastable to x; got {value!r}"
         )
+    if name == "smooth" and method in ("guided_backprop", "guided_gradcam"):
+        from ._guided import SMOOTH_RULES
+
+        if value not in SMOOTH_RULES:
+            raise ValueError(
+                f"smooth={value!r} is not known; choose 'plain' (gradients pass smooth "
+                "activations unguided, as Springenberg et al. define GBP for ReLU networks) "
+                "or 'guided' (the guided clamp s'(z) * max(grad, 0) at every activation)")
+        return value
     if name == "layer":
         if value is None or isinstance(value, (str, nn.Module)):
             return value

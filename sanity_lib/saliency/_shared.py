@@ -390,6 +390,9 @@ def explain_all(model: nn.Module, x: torch.Tensor,
     check_model(model)
     x = check_input(model, x)
     shared = {m: o for m, o in opts.items() if m in SHARED_METHODS}
+    if ("guided_backprop" in shared and "guided_gradcam" in shared
+            and shared["guided_backprop"]["smooth"] != shared["guided_gradcam"]["smooth"]):
+        del shared["guided_gradcam"]  # two different guided passes: not one shared one
     out = {}
     with torch.inference_mode(False), torch.enable_grad(), eval_mode(model):
         x = x.detach().clone()
@@ -447,6 +450,8 @@ def _shared_maps(model, x, opts, targets, probed):
 
     need_plain = any(m in opts for m in _PLAIN_BASE)
     need_guided = "guided_backprop" in opts or "guided_gradcam" in opts
+    guided_smooth = (opts.get("guided_backprop") or opts.get("guided_gradcam") or {}).get(
+        "smooth", "plain")
     stream = _RowStream(x, ig, noise_groups)
     base_chunks = _chunks(n, size) if need_plain else []
     guided_chunks = _chunks(n, size) if need_guided else []
@@ -468,7 +473,7 @@ def _shared_maps(model, x, opts, targets, probed):
         for s, e in guided_chunks:
             rows = x[s:e].contiguous(memory_format=fmt)
             guided.append(_guided.guided_backprop(fast, rows, targets[s:e],
-                                                  warn=s == 0).contiguous())
+                                                  warn=s == 0, smooth=guided_smooth).contiguous())
             bar.update()
         # 3. IG path points and noisy copies of every image, in full chunks.
         ig_sum = torch.zeros_like(x) if ig is not None else None

@@ -32,7 +32,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["setup", "elapsed", "glue", "claims_table", "QUIET", "LIBRARY_WARNINGS"]
+__all__ = ["setup", "elapsed", "glue", "glue_all", "claims_table", "QUIET", "LIBRARY_WARNINGS"]
 
 #: Third-party warnings the book ignores: (message regex, category, why it is harmless).
 QUIET = (
@@ -154,6 +154,49 @@ def glue(name: str, value, *, display: bool = False) -> None:
         value = value.item()
     _glue(name, value, display=display)
 
+
+
+def glue_all(values, prefix: str = "") -> dict:
+    """Glue every entry of a dict or a pandas Series: one :func:`glue` per number.
+
+    A key that is a tuple (a Series with a MultiIndex) is joined with ``_``, and ``prefix``
+    goes in front, so ``glue_all(table.set_index(["noise_std", "method"])["kappa"], "k")``
+    glues ``k_0.1_gradient``, ``k_0.1_smoothgrad``, ... for the text to cite as
+    ``{glue:text}`k_0.1_gradient:.2f```.
+
+    Parameters
+    ----------
+    values : dict or pandas.Series
+        Name (or tuple of name parts) -> value.
+    prefix : str, optional
+        Put in front of every name, followed by ``_``.
+
+    Returns
+    -------
+    dict
+        The glued names and values (numpy and torch scalars as Python numbers).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> s = pd.Series([0.5, 0.25], index=pd.MultiIndex.from_tuples([(0.1, "a"), (0.3, "a")]))
+    >>> glue_all(s, "k")
+    {'k_0.1_a': 0.5, 'k_0.3_a': 0.25}
+    >>> glue_all({"n": np.int64(3)})
+    {'n': 3}
+    """
+    items = values.items() if hasattr(values, "items") else None
+    if items is None:
+        raise TypeError(f"values must be a dict or a pandas Series, not {type(values).__name__}")
+    out = {}
+    for key, value in items:
+        parts = key if isinstance(key, tuple) else (key,)
+        name = "_".join([prefix] * bool(prefix) + [str(part) for part in parts])
+        if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+            value = value.item()
+        glue(name, value)
+        out[name] = value
+    return out
 
 def claims_table(claims):
     """The chapter's "paper vs measured" table, for the reader: one row per claim.

@@ -37,8 +37,12 @@ Examples
 >>> efficient_mprt(model, x, ["gradient"]).columns.tolist()
 ['method', 'image', 'entropy_original', 'entropy_randomized', 'score']
 """
+from __future__ import annotations
+
 import copy
 import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +50,10 @@ import torch
 from torch import nn
 
 from sanity_lib._validation import check_flag, check_images, check_int, check_real, parse_methods
+from sanity_lib.similarity import ConstantMapWarning
+
+if TYPE_CHECKING:
+    from sanity_lib.checks import SanityCheckResult
 
 __all__ = [
     "N_BINS", "histogram_entropy", "efficient_mprt_score", "fully_randomized",
@@ -97,7 +105,7 @@ def _argmax(model, x):
 
 # ----------------------------------------------------------------------------- efficient MPRT
 
-def histogram_entropy(maps, n_bins=N_BINS):
+def histogram_entropy(maps: torch.Tensor | np.ndarray, *, n_bins: int = N_BINS) -> torch.Tensor:
     """Discrete entropy (in nats) of each map's histogram of values.
 
     Each map's values (all channels and pixels, signed, as given) are sorted into ``n_bins``
@@ -136,7 +144,9 @@ def histogram_entropy(maps, n_bins=N_BINS):
     return torch.from_numpy(out)
 
 
-def efficient_mprt_score(maps, randomized_maps, n_bins=N_BINS):
+def efficient_mprt_score(maps: torch.Tensor | np.ndarray,
+                         randomized_maps: torch.Tensor | np.ndarray, *,
+                         n_bins: int = N_BINS) -> torch.Tensor:
     """eMPRT's score per image: the relative rise of the histogram entropy.
 
     ``(H(randomized_maps[i]) - H(maps[i])) / H(maps[i])`` with :func:`histogram_entropy`.
@@ -170,18 +180,19 @@ def efficient_mprt_score(maps, randomized_maps, n_bins=N_BINS):
     if a.shape != b.shape:
         raise ValueError(f"maps and randomized_maps must have the same shape, got "
                          f"{tuple(maps.shape)} and {tuple(randomized_maps.shape)}")
-    h = histogram_entropy(a, n_bins)
-    h_rand = histogram_entropy(b, n_bins)
+    h = histogram_entropy(a, n_bins=n_bins)
+    h_rand = histogram_entropy(b, n_bins=n_bins)
     constant = h == 0
     if bool(constant.any()):
         warnings.warn(f"{int(constant.sum())} original map(s) are constant (entropy 0): their "
-                      "eMPRT score is undefined and reported as NaN", RuntimeWarning,
+                      "eMPRT score is undefined and reported as NaN", ConstantMapWarning,
                       stacklevel=2)
     safe = torch.where(constant, torch.ones_like(h), h)
     return torch.where(constant, torch.full_like(h, float("nan")), (h_rand - h) / safe)
 
 
-def fully_randomized(model, init="default", seed=0, batchnorm="keep"):
+def fully_randomized(model: nn.Module, *, init: str = "default", seed: int = 0,
+                     batchnorm: str = "keep") -> nn.Module:
     """A copy of ``model`` with every parameter re-initialized: the last MPRT step.
 
     The same weights as the last step of :func:`sanity_lib.randomization.cascading` with the
@@ -215,8 +226,10 @@ def fully_randomized(model, init="default", seed=0, batchnorm="keep"):
                                           batchnorm=batchnorm).eval()
 
 
-def efficient_mprt(model, x, methods, *, init="default", batchnorm="keep", target="argmax",
-                   n_bins=N_BINS, seed=0):
+def efficient_mprt(model: nn.Module, x: torch.Tensor,
+                   methods: Sequence[str] | Mapping[str, Mapping[str, Any] | None], *,
+                   init: str = "default", batchnorm: str = "keep", target: str = "argmax",
+                   n_bins: int = N_BINS, seed: int = 0) -> pd.DataFrame:
     """Efficient MPRT (Hedström et al. 2023): entropy of each map before and after randomizing.
 
     For every method, explains ``x`` under ``model`` and under :func:`fully_randomized`
@@ -270,14 +283,14 @@ def efficient_mprt(model, x, methods, *, init="default", batchnorm="keep", targe
         for name, settings in methods.items():
             e = saliency.explain(model, x, name, target=t_orig, **settings)
             e_rand = saliency.explain(randomized, x, name, target=t_rand, **settings)
-            h = histogram_entropy(e, n_bins)
-            h_rand = histogram_entropy(e_rand, n_bins)
+            h = histogram_entropy(e, n_bins=n_bins)
+            h_rand = histogram_entropy(e_rand, n_bins=n_bins)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                score = efficient_mprt_score(e, e_rand, n_bins)
+                score = efficient_mprt_score(e, e_rand, n_bins=n_bins)
             if bool(torch.isnan(score).any()):
                 warnings.warn(f"method {name!r}: some maps of the trained model are constant, "
-                              "their score is NaN", RuntimeWarning, stacklevel=2)
+                              "their score is NaN", ConstantMapWarning, stacklevel=2)
             rows.append(pd.DataFrame({
                 "method": name, "image": np.arange(len(x)),
                 "entropy_original": h.numpy(), "entropy_randomized": h_rand.numpy(),
@@ -289,8 +302,10 @@ def efficient_mprt(model, x, methods, *, init="default", batchnorm="keep", targe
 
 # ----------------------------------------------------------------------------- smooth MPRT
 
-def smooth_explain(model, x, method, *, n_samples=10, noise_level=0.1, seed=0, target=None,
-                   **settings):
+def smooth_explain(model: nn.Module, x: torch.Tensor, method: str, *, n_samples: int = 10,
+                   noise_level: float = 0.1, seed: int = 0,
+                   target: int | Sequence[int] | torch.Tensor | None = None,
+                   **settings: Any) -> torch.Tensor:
     """A saliency map averaged over ``n_samples`` noisy copies of each input (sMPRT's denoising).
 
     ``mean_s explain(model, x + noise_s, method)``, with Gaussian noise of standard deviation
@@ -358,9 +373,12 @@ def smooth_explain(model, x, method, *, n_samples=10, noise_level=0.1, seed=0, t
     return smooth(model, x, {method: settings}, target)[method]
 
 
-def smooth_mprt(model, x, methods, *, n_samples=10, noise_level=0.1, order="bottom_up",
-                init="default", batchnorm="keep", target="argmax", metrics=_METRICS, seed=0,
-                progress=True, keep_maps=True, cache=False):
+def smooth_mprt(model: nn.Module, x: torch.Tensor,
+                methods: Sequence[str] | Mapping[str, Mapping[str, Any] | None], *,
+                n_samples: int = 10, noise_level: float = 0.1, order: str = "bottom_up",
+                init: str = "default", batchnorm: str = "keep", target: str = "argmax",
+                metrics: Sequence[str] = _METRICS, seed: int = 0, progress: bool = True,
+                keep_maps: bool = True, cache: bool = False) -> SanityCheckResult:
     """Smooth MPRT (Hedström et al. 2023): the cascading MPRT on denoised explanations.
 
     Every map, of the trained model and of each cascading step, is :func:`smooth_explain`'s

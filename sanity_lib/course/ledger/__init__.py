@@ -32,6 +32,19 @@ from dataclasses import asdict, dataclass
 
 __all__ = ["Claim", "VERDICTS", "all_of", "interval_above", "interval_below", "fmt_interval"]
 
+
+def __getattr__(name):
+    """The chapters' rule modules (``ledger.ch1`` ...) load on first use."""
+    import importlib
+
+    if name.startswith("ch") and name[2:].isdigit():
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 #: How ``agrees`` reads.
 VERDICTS = {True: "agrees", False: "differs", None: "partly"}
 

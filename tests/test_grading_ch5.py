@@ -1,8 +1,10 @@
 """The checks of chapter 5's exercise notebook accept right answers and name the usual mistakes.
 
-Right answers are written here independently of sanity_lib: Integrated Gradients by hand and by
-Captum, the x * u correlations with numpy draws and scipy, the Sobel magnitude with a Conv2d and
-with scikit-image.
+Right answers are written here independently of sanity_lib: Integrated Gradients by hand (right,
+left and midpoint sums), the x * u correlations with numpy draws and scipy, the Sobel magnitude
+with a Conv2d, F.conv2d and shifted slices. Each exercise has a catalogue of wrong answers (the
+usual mistakes, answers that call the library instead of doing the work, made-up numbers, bad
+input), each of which must fail with a message that says what is wrong.
 """
 import math
 
@@ -48,40 +50,80 @@ def ig_captum(model, x, baseline, n_steps):
                                                 n_steps=n_steps, method="riemann_left")
 
 
-@pytest.mark.parametrize("answer", [ig_right_riemann, ig_batched_midpoint, ig_captum])
+def ig_fixed_steps(model, x, baseline, n_steps):
+    return ig_right_riemann(model, x, baseline, 64)          # ignores n_steps
+
+
+def ig_sl_explain(model, x, baseline, n_steps):
+    import sanity_lib as sl
+
+    return sl.saliency.explain(model, x, "integrated_gradients", target=0, baseline=baseline,
+                               n_steps=n_steps)
+
+
+def ig_in_place(model, x, baseline, n_steps):
+    out = ig_right_riemann(model, x, baseline, n_steps)
+    x.sub_(baseline)
+    return out
+
+
+def ig_raises(model, x, baseline, n_steps):
+    raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (5x28 and 784x32)")
+
+
+def ig_changes_model(model, x, baseline, n_steps):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.0)
+            p.add_(1.0)
+    return ig_right_riemann(model, x, baseline, n_steps)
+
+
+EX1_RIGHT = [
+    ("right Riemann sum, one point at a time", ig_right_riemann),
+    ("midpoint rule, all points in one batch", ig_batched_midpoint),
+    ("left Riemann sum", lambda m, x, b, n: (x - b) * sum(
+        gradients(m, b + (k / n) * (x - b)) for k in range(n)) / n),
+    ("numpy array of the right map", lambda m, x, b, n: ig_right_riemann(m, x, b, n).numpy()),
+]
+
+EX1_WRONG = [
+    ("average gradient only", mean_path_gradient, "forgot to multiply"),
+    ("times x instead of x - x'", lambda m, x, b, n: x * mean_path_gradient(m, x, b, n),
+     "multiplied by x instead of"),
+    ("summed, not averaged", lambda m, x, b, n: n * ig_right_riemann(m, x, b, n),
+     "summed the gradients"),
+    ("gradient at x only", lambda m, x, b, n: (x - b) * gradients(m, x), "gradient at x only"),
+    ("wrong sign", lambda m, x, b, n: -ig_right_riemann(m, x, b, n), "wrong sign"),
+    ("path from 0", lambda m, x, b, n: (x - b) * mean_path_gradient(m, x, torch.zeros_like(x), n),
+     "path starts at 0"),
+    ("Captum's IntegratedGradients", ig_captum, "calls captum"),
+    ("the library's explain", ig_sl_explain, "calls sanity_lib.saliency"),
+    ("ignores n_steps", ig_fixed_steps, "ignores its `n_steps`"),
+    ("made-up map", lambda m, x, b, n: torch.rand_like(x), "differ from Integrated Gradients"),
+    ("changes x in place", ig_in_place, "changed its argument `x` in place"),
+    ("changes the model", ig_changes_model, "changed its argument `model` in place"),
+    ("wrong shape", lambda m, x, b, n: ig_right_riemann(m, x, b, n).sum(1),
+     "shape of the input"),
+    ("not a function", torch.zeros(3), "function `integrated_gradients` itself"),
+    ("None", None, "function `integrated_gradients` itself"),
+    ("a string", "integrated_gradients", "function `integrated_gradients` itself"),
+    ("wrong signature", lambda model, x: x, "cannot be called as integrated_gradients"),
+    ("raises inside", ig_raises, "raised RuntimeError"),
+    ("returns None", lambda m, x, b, n: None, "returned NoneType"),
+]
+
+
+@pytest.mark.parametrize("answer", [a for _, a in EX1_RIGHT], ids=[i for i, _ in EX1_RIGHT])
 def test_ex1_accepts_right_integrated_gradients(answer):
     assert "correct" in check("ch5_ex1", answer)
 
 
-@pytest.mark.parametrize("answer, message", [
-    (mean_path_gradient, "forgot to multiply"),
-    (lambda m, x, b, n: x * mean_path_gradient(m, x, b, n), "multiplied by x instead of"),
-    (lambda m, x, b, n: n * ig_right_riemann(m, x, b, n), "summed the gradients"),
-    (lambda m, x, b, n: (x - b) * gradients(m, x), "gradient at x only"),
-    (lambda m, x, b, n: -ig_right_riemann(m, x, b, n), "wrong sign"),
-    (lambda m, x, b, n: (x - b) * mean_path_gradient(m, x, torch.zeros_like(x), n),
-     "path starts at 0"),
-])
-def test_ex1_names_the_usual_mistakes(answer, message):
+@pytest.mark.parametrize("answer, message", [w[1:] for w in EX1_WRONG],
+                         ids=[w[0] for w in EX1_WRONG])
+def test_ex1_rejects_wrong_answers_and_says_why(answer, message):
     with pytest.raises(CheckFailed, match=message):
         check("ch5_ex1", answer)
-
-
-def test_ex1_rejects_a_wrong_shape_and_a_non_function():
-    with pytest.raises(CheckFailed, match="shape of the input"):
-        check("ch5_ex1", lambda m, x, b, n: ig_right_riemann(m, x, b, n).sum(1))
-    with pytest.raises(CheckFailed, match="function `integrated_gradients` itself"):
-        check("ch5_ex1", torch.zeros(3))
-
-
-def test_ex1_rejects_changing_the_input_in_place():
-    def in_place(model, x, baseline, n_steps):
-        out = ig_right_riemann(model, x, baseline, n_steps)
-        x.sub_(baseline)
-        return out
-
-    with pytest.raises(CheckFailed, match="changed x or the baseline in place"):
-        check("ch5_ex1", in_place)
 
 
 # ----------------------------------------------------------------------------- ex2
@@ -128,34 +170,44 @@ def test_ex2_the_prediction_explains_the_measurement(ex2_right):
     np.testing.assert_allclose(ex2_right["measured"], ex2_right["predicted"], atol=0.08)
 
 
-def test_ex2_names_the_usual_mistakes(ex2_right):
-    x = grey_seen_by_effnet()
-    signed = {**ex2_right, "measured": np.zeros(5) + 0.001}
-    with pytest.raises(CheckFailed, match="compared the signed maps"):
-        check("ch5_ex2", signed)
-    pixels = data.sample_images(112).double().mean(1).numpy()
-    with pytest.raises(CheckFailed, match="pixels in \\[0, 1\\]"):
-        check("ch5_ex2", {**ex2_right, "measured": x_times_random(pixels, n_pairs=3)})
-    with pytest.raises(CheckFailed, match="Pearson"):
-        check("ch5_ex2", {**ex2_right, "measured": x_times_random(x, n_pairs=3, how="pearson")})
-    logs = np.log(np.abs(x.reshape(5, -1)))
-    with pytest.raises(CheckFailed, match="standard deviations"):
-        check("ch5_ex2", {**ex2_right,
-                          "predicted": logs.std(1) / (logs.std(1) + math.pi / math.sqrt(8))})
-    with pytest.raises(CheckFailed, match="variance of \\|x\\|, not of log"):
-        a = np.abs(x.reshape(5, -1))
-        check("ch5_ex2", {**ex2_right, "predicted": a.var(1) / (a.var(1) + math.pi ** 2 / 8)})
-    with pytest.raises(CheckFailed, match="share of the noise"):
-        check("ch5_ex2", {**ex2_right, "predicted": 1 - ex2_right["predicted"]})
+def _abs_x():
+    return np.abs(grey_seen_by_effnet().reshape(5, -1))
 
 
-def test_ex2_rejects_malformed_answers(ex2_right):
-    with pytest.raises(CheckFailed, match="'predicted' is missing"):
-        check("ch5_ex2", {"measured": ex2_right["measured"]})
-    with pytest.raises(CheckFailed, match="one number per photo"):
-        check("ch5_ex2", {**ex2_right, "measured": ex2_right["measured"].mean()})
-    with pytest.raises(CheckFailed, match="NaN or inf"):
-        check("ch5_ex2", {**ex2_right, "predicted": np.full(5, -np.inf)})
+def _logs():
+    return np.log(_abs_x())
+
+
+EX2_WRONG = [   # (id, factory of the answer from the right one, expected phrase)
+    ("signed maps", lambda r: {**r, "measured": np.zeros(5) + 0.001}, "compared the signed maps"),
+    ("pixels in [0, 1]", lambda r: {**r, "measured": x_times_random(
+        data.sample_images(112).double().mean(1).numpy(), n_pairs=3)}, "pixels in \\[0, 1\\]"),
+    ("Pearson", lambda r: {**r, "measured": x_times_random(grey_seen_by_effnet(), n_pairs=3,
+                                                           how="pearson")}, "Pearson"),
+    ("prediction copied as the measurement",
+     lambda r: {"measured": r["predicted"], "predicted": r["predicted"]},
+     "are the prediction, not a measurement"),
+    ("made-up plausible measurement", lambda r: {**r, "measured": r["measured"] + 0.03},
+     "are not what x \\* u"),
+    ("standard deviations", lambda r: {**r, "predicted": _logs().std(1) / (
+        _logs().std(1) + math.pi / math.sqrt(8))}, "standard deviations"),
+    ("variance of |x|", lambda r: {**r, "predicted": _abs_x().var(1) / (
+        _abs_x().var(1) + math.pi ** 2 / 8)}, "variance of \\|x\\|, not of log"),
+    ("share of the noise", lambda r: {**r, "predicted": 1 - r["predicted"]}, "share of the noise"),
+    ("made-up prediction", lambda r: {**r, "predicted": r["predicted"] + 0.04}, "Your predictions"),
+    ("missing key", lambda r: {"measured": r["measured"]}, "'predicted' is missing"),
+    ("one number", lambda r: {**r, "measured": r["measured"].mean()}, "one number per photo"),
+    ("infinite", lambda r: {**r, "predicted": np.full(5, -np.inf)}, "NaN or inf"),
+    ("None", lambda r: None, "should be a dict"),
+    ("a string", lambda r: {**r, "measured": "0.5"}, "torch tensor or a numpy array of numbers"),
+]
+
+
+@pytest.mark.parametrize("factory, message", [w[1:] for w in EX2_WRONG],
+                         ids=[w[0] for w in EX2_WRONG])
+def test_ex2_rejects_wrong_answers_and_says_why(ex2_right, factory, message):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch5_ex2", factory(ex2_right))
 
 
 # ----------------------------------------------------------------------------- ex3
@@ -178,28 +230,100 @@ def sobel_by_skimage(gray):
     return np.stack([sobel(g) for g in gray[:, 0].numpy()])[:, None]   # N x 1 x H x W is fine
 
 
-@pytest.mark.parametrize("answer", [sobel_by_conv, sobel_by_skimage])
+def sobel_by_slicing(gray):
+    """The same computation without a Conv2d: shifted copies of the edge-padded image."""
+    g = torch.nn.functional.pad(gray[:, 0:1], (1, 1, 1, 1), mode="replicate")[:, 0]
+    gx = sum(SOBEL[i, j] * g[:, i:i + gray.shape[2], j:j + gray.shape[3]]
+             for i in range(3) for j in range(3))
+    gy = sum(SOBEL.T[i, j] * g[:, i:i + gray.shape[2], j:j + gray.shape[3]]
+             for i in range(3) for j in range(3))
+    return torch.sqrt((gx ** 2 + gy ** 2) / 2) / 4
+
+
+def sobel_by_functional(gray):
+    k = torch.stack([SOBEL, SOBEL.T])[:, None]
+    padded = torch.nn.functional.pad(gray, (1, 1, 1, 1), mode="replicate")
+    g = torch.nn.functional.conv2d(padded, k)
+    return torch.sqrt((g ** 2).sum(1) / 2) / 4
+
+
+def sobel_by_scipy(gray):
+    from scipy import ndimage
+
+    return np.stack([np.hypot(ndimage.sobel(g, 0), ndimage.sobel(g, 1)) / (4 * math.sqrt(2))
+                     for g in gray[:, 0].double().numpy()])
+
+
+def sobel_by_library(gray):
+    import sanity_lib as sl
+
+    return sl.studies.failures.edge_maps(gray, "sobel")
+
+
+def sobel_in_place(gray):
+    out = sobel_by_conv(gray)
+    gray.mul_(2.0)
+    return out
+
+
+def sobel_no_padding(gray):
+    conv = nn.Conv2d(1, 2, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.stack([SOBEL, SOBEL.T])[:, None])
+    return torch.sqrt((conv(gray) ** 2).sum(1) / 2) / 4
+
+
+EX3_RIGHT = [
+    ("nn.Conv2d with padding_mode='replicate'", sobel_by_conv),
+    ("F.conv2d on an edge-padded image", sobel_by_functional),
+    ("shifted slices, no convolution layer", sobel_by_slicing),
+    ("N x 1 x H x W numpy", lambda g: sobel_by_conv(g)[:, None].numpy()),
+]
+
+EX3_WRONG = [
+    ("L2 not rescaled", lambda g: torch.sqrt((conv_layer()(g) ** 2).sum(1)),
+     "4 sqrt\\(2\\) = 5.66 times too large"),
+    ("missing / 2", lambda g: torch.sqrt((conv_layer()(g) ** 2).sum(1)) / 4,
+     "sqrt\\(2\\) times too large"),
+    ("missing / 4", lambda g: torch.sqrt((conv_layer()(g) ** 2).sum(1) / 2), "4 times too large"),
+    ("L1 magnitude", lambda g: conv_layer()(g).abs().sum(1) / (4 * math.sqrt(2)),
+     "L1 magnitude"),
+    ("one kernel", lambda g: conv_layer(kernels=(SOBEL,))(g).abs()[:, 0] / (4 * math.sqrt(2)),
+     "only one kernel"),
+    ("zero padding", lambda g: torch.sqrt((conv_layer("zeros")(g) ** 2).sum(1) / 2) / 4,
+     "padded with zeros"),
+    ("torch's reflect padding", lambda g: torch.sqrt((conv_layer("reflect")(g) ** 2).sum(1) / 2)
+     / 4, "torch's padding_mode='reflect' mirrors around the edge pixel and skips it"),
+    ("circular padding", lambda g: torch.sqrt((conv_layer("circular")(g) ** 2).sum(1) / 2) / 4,
+     "'circular' wraps"),
+    ("no padding", sobel_no_padding, "padding=1"),
+    ("skimage.filters.sobel", sobel_by_skimage, "calls skimage.filters"),
+    ("scipy.ndimage.sobel", sobel_by_scipy, "calls scipy.ndimage"),
+    ("the library's edge maps", sobel_by_library, "calls sanity_lib.studies.failures"),
+    ("made-up map", lambda g: torch.rand(g.shape[0], g.shape[2], g.shape[3]),
+     "differs from skimage.filters.sobel"),
+    ("changes its input", sobel_in_place, "changed its argument `gray` in place"),
+    ("None", None, "function `sobel_magnitude` itself"),
+    ("a tensor", torch.zeros(2, 3), "function `sobel_magnitude` itself"),
+    ("wrong signature", lambda gray, kernel: gray, "cannot be called as sobel_magnitude"),
+    ("raises inside", lambda g: g[:, 0] @ torch.ones(3), "raised RuntimeError"),
+    ("returns a string", lambda g: "edges", "returned str"),
+]
+
+
+@pytest.mark.parametrize("answer", [a for _, a in EX3_RIGHT], ids=[i for i, _ in EX3_RIGHT])
 def test_ex3_accepts_right_sobel_magnitudes(answer):
     assert "correct" in check("ch5_ex3", answer)
 
 
-@pytest.mark.parametrize("answer, message", [
-    (lambda g: torch.sqrt((conv_layer()(g) ** 2).sum(1)), "4 sqrt\\(2\\) = 5.66 times too large"),
-    (lambda g: torch.sqrt((conv_layer()(g) ** 2).sum(1)) / 4, "sqrt\\(2\\) times too large"),
-    (lambda g: torch.sqrt((conv_layer()(g) ** 2).sum(1) / 2), "4 times too large"),
-    (lambda g: conv_layer()(g).abs().sum(1) / (4 * math.sqrt(2)), "L1 magnitude"),
-    (lambda g: conv_layer(kernels=(SOBEL,))(g).abs()[:, 0] / (4 * math.sqrt(2)),
-     "only one kernel"),
-    (lambda g: torch.sqrt((conv_layer("zeros")(g) ** 2).sum(1) / 2) / 4, "padded with zeros"),
-])
-def test_ex3_names_the_usual_mistakes(answer, message):
+@pytest.mark.parametrize("answer, message", [w[1:] for w in EX3_WRONG],
+                         ids=[w[0] for w in EX3_WRONG])
+def test_ex3_rejects_wrong_answers_and_says_why(answer, message):
     with pytest.raises(CheckFailed, match=message):
         check("ch5_ex3", answer)
 
 
-def test_ex3_rejects_a_wrong_size():
-    no_padding = nn.Conv2d(1, 2, 3, bias=False)
-    with torch.no_grad():
-        no_padding.weight.copy_(torch.stack([SOBEL, SOBEL.T])[:, None])
-    with pytest.raises(CheckFailed, match="padding=1"):
-        check("ch5_ex3", lambda g: torch.sqrt((no_padding(g) ** 2).sum(1) / 2) / 4)
+def prepare_ex2(factory, context):
+    """For tools that replay the catalogue: the answer built from an independent right one."""
+    x = grey_seen_by_effnet()
+    return factory({"measured": x_times_random(x), "predicted": predicted(x)}), context

@@ -84,9 +84,15 @@ def test_ex1_wants_enough_groups_and_the_logits_alone_and_last():
         check("ch8_ex1", ["0", "2", "4", "6"], model=merged, x=x)
 
 
-def test_ex1_needs_the_model():
-    with pytest.raises(TypeError, match="needs the model"):
-        check("ch8_ex1", GOOD)
+@pytest.mark.parametrize("answer, context, message", [
+    (GOOD, {}, "needs the model the groups are for"),
+    (GOOD, {"model": "resnet"}, "needs the model the groups are for, passed as model=...; got a "
+                                "str"),
+    (None, {"model": _resnet10()}, "list of groups, got None"),
+], ids=["no model", "a string as the model", "None"])
+def test_ex1_refuses_bad_input_in_plain_words(answer, context, message):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch8_ex1", answer, **context)
 
 
 # ----------------------------------------------------------------------------- ex2
@@ -118,12 +124,25 @@ def test_ex2_accepts_the_methods_that_run(resnet):
     (list(sl.checks.DEFAULT_METHODS), r"\['guided_backprop', 'guided_gradcam'\] cannot"),
     (["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad"],
      r"\['gradcam'\] can explain this model too"),
-    (["gradient", "saliency"], "not method names"),
+    (["gradient", "grad-kam"], "not method names"),
+    (None, "list of method names, got None"),
+    ([1, 2], "not method names"),
 ])
 def test_ex2_rejects_wrong_lists(answer, message):
     leaky = _leaky(_resnet10())
     with pytest.raises(CheckFailed, match=message):
         check("ch8_ex2", answer, model=leaky, x=X)
+
+
+def test_ex2_accepts_labels_and_aliases():
+    leaky = _leaky(_resnet10())
+    answer = ["Gradient", "Gradient ⊙ Input", "IG", "SmoothGrad", "grad-cam"]
+    assert "correct" in check("ch8_ex2", answer, model=leaky, x=X)
+
+
+def test_ex2_needs_the_model_and_inputs():
+    with pytest.raises(CheckFailed, match="needs the model and its inputs"):
+        check("ch8_ex2", ["gradient"], model=_resnet10())
 
 
 # ----------------------------------------------------------------------------- ex3
@@ -133,7 +152,7 @@ MEANS = {"gradient": (0.3, 0.25, 0.2), "guided_backprop": (0.95, 0.9, 0.5),
          "gradient_x_input": (0.99, 0.98, 0.97), "gradcam": (0.4, 0.52, 0.3)}
 
 
-def _result(floor=0.0):
+def _result(floor=0.0, mode="cascading"):
     rows = []
     gen = np.random.default_rng(0)
     for method, values in MEANS.items():
@@ -145,13 +164,14 @@ def _result(floor=0.0):
     return SanityCheckResult(
         table=table, maps={}, layers=LAYERS, noise_floor={"spearman_abs": floor},
         targets=torch.zeros(4, 5, dtype=torch.long),
-        settings={"test": "model_randomization", "methods": list(MEANS),
+        settings={"test": "model_randomization", "mode": mode, "methods": list(MEANS),
                   "metrics": ["spearman_abs"]})
 
 
 @pytest.mark.parametrize("answer", [
     ["guided_backprop", "gradient_x_input"],
     ["gradient_x_input", "guided_backprop", "gradcam"],    # gradcam is borderline (0.52)
+    ["Guided Backprop", "Gradient ⊙ Input"],               # labels are method names too
 ])
 def test_ex3_accepts_the_clear_failures(answer):
     assert "correct" in check("ch8_ex3", answer, result=_result(), by="layer4")
@@ -169,6 +189,28 @@ def test_ex3_rejects_wrong_lists(answer, by, message):
         return
     with pytest.raises(CheckFailed, match=message):
         check("ch8_ex3", answer, result=_result(), by=by)
+
+
+EX3_WRONG = [   # (id, answer, expected phrase, context)
+    ("no result", ["guided_backprop"], "needs the result you computed", {"result": None}),
+    ("a table instead of the result", ["guided_backprop"], "got a DataFrame",
+     {"result": _result().table}),
+    ("independent randomization", ["guided_backprop", "gradient_x_input"], "mode='cascading'",
+     {"result": _result(mode="independent")}),
+    ("a step the result does not have", ["guided_backprop"], "by='fc' is not a step",
+     {"by": "fc"}),
+    ("no step", ["guided_backprop"], "by=None is not a step", {"by": None}),
+    ("a metric the result does not have", ["guided_backprop"], "no \\['ssim'\\] values",
+     {"metric": "ssim"}),
+    ("None", None, "list of method names, got None", {}),
+]
+
+
+@pytest.mark.parametrize("answer, message, context", [w[1:] for w in EX3_WRONG],
+                         ids=[w[0] for w in EX3_WRONG])
+def test_ex3_refuses_results_that_cannot_answer(answer, message, context):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch8_ex3", answer, **{"result": _result(), "by": "layer4", **context})
 
 
 def test_ex3_rescales_by_the_noise_floor():
@@ -200,6 +242,13 @@ def test_ex4_accepts_the_true_statements(answer):
 def test_ex4_rejects_wrong_sets(answer, message):
     with pytest.raises(CheckFailed, match=message):
         check("ch8_ex4", answer)
+
+
+def test_statement_2_claims_no_more_than_the_test_shows():
+    """Statement 2 is true as a lack of evidence; 'cannot be showing' is contested."""
+    text, truth, reason = ch8.STATEMENTS[2]
+    assert truth and "no evidence" in text and "cannot" not in text
+    assert "Binder" in reason and "Yona" in reason
 
 
 def test_the_true_statements_are_the_ones_marked_true():

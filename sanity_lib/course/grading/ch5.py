@@ -11,23 +11,41 @@ exercise     what the answer is
              EfficientNet-Lite0 sees them (112 px), and its prediction
              ``var(log|x|) / (var(log|x|) + var(log|u|))``
 ``ch5_ex3``  a function ``sobel_magnitude(gray)``: N x 1 x H x W grey images ->
-             N x H x W, computed with a hand-built ``nn.Conv2d`` holding the Sobel
+             N x H x W, computed with a hand-built convolution holding the Sobel
              kernels and equal to ``skimage.filters.sobel``
 ===========  ===================================================================
 
 Each check compares with an independent computation (a quadrature of high order, fresh random
 draws, scikit-image) and, when the answer is wrong, recomputes the typical mistakes to say which
-one was made.
+one was made. ex1 and ex3 ask the student to *write* a method, so the student's function is
+called with the libraries that already compute it (Captum and ``sanity_lib.saliency`` for IG;
+scikit-image's filters, ``scipy.ndimage`` and ``sanity_lib.studies.failures`` for Sobel)
+watched: calling them fails the check (:class:`~sanity_lib.course.grading.forbid_library`).
+ex1 also runs the function with few steps, where the quadrature rule shows, so that ignoring
+``n_steps`` fails.
 
 Examples
 --------
->>> import numpy as np, torch, sanity_lib as sl
->>> from skimage.filters import sobel
->>> def right(gray):
-...     return torch.from_numpy(np.stack([sobel(g) for g in gray[:, 0].double().numpy()]))
->>> sl.grading.check("ch5_ex3", right)
+>>> import torch, sanity_lib as sl
+>>> from torch import nn
+>>> def sobel_magnitude(gray):
+...     k = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+...     conv = nn.Conv2d(1, 2, 3, padding=1, bias=False, padding_mode="replicate")
+...     with torch.no_grad():
+...         conv.weight.copy_(torch.stack([k, k.T])[:, None])
+...         g = conv(gray)
+...     return torch.sqrt((g ** 2).sum(dim=1) / 2) / 4
+>>> sl.grading.check("ch5_ex3", sobel_magnitude)
 'ch5_ex3: correct. Well done!'
+>>> from skimage.filters import sobel
+>>> sl.grading.check("ch5_ex3", lambda gray: torch.stack([torch.from_numpy(sobel(g))
+...                                                        for g in gray[:, 0].numpy()]))
+Traceback (most recent call last):
+...
+sanity_lib.course.grading.CheckFailed: Your answer calls skimage.filters.edges.sobel: the exercise asks you to write the Sobel magnitude as a convolution yourself.
+Hint: Build the Conv2d with the two Sobel kernels; skimage.filters.sobel is only the reference the check compares with.
 """
+import copy
 import functools
 import math
 
@@ -35,16 +53,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import CheckFailed, as_array, expect, register
+from . import CheckFailed, as_array, call_student, expect, register
 
 __all__ = []  # the checks are reached through sanity_lib.course.grading.check
 
 #: Var(log|Z|) for a standard normal Z.
 LOG_ABS_NORMAL_VAR = math.pi ** 2 / 8
 EX2_SIZE = 112
+#: ex2: the measured correlations must be within this of the check's own measurement (the
+#: spread of a mean over 5 random pairs is about 0.003).
+EX2_MEASURED_ATOL = 0.015
+#: ex2: the predictions must be within this of the formula (sampled var(log|u|) is fine).
+EX2_PREDICTED_ATOL = 0.02
 
-
-
+_IG_LIBRARIES = ("captum", "sanity_lib.saliency")
+_SOBEL_LIBRARIES = ("skimage.filters", "scipy.ndimage", "sanity_lib.studies.failures")
+_IG_USAGE = "integrated_gradients(model, x, baseline, n_steps)"
+_SOBEL_USAGE = "sobel_magnitude(gray)"
 
 # ----------------------------------------------------------------------------- ex1: IG
 
@@ -114,6 +139,42 @@ def _ex1_cases():
     ]
 
 
+@functools.lru_cache(maxsize=1)
+def _ex1_curved():
+    """A strongly curved softplus network, on which 2 or 3 steps are far from the integral."""
+    from sanity_lib import data
+
+    digits = data.load_mnist("test")[0][::400][:5]
+    with torch.random.fork_rng():
+        torch.manual_seed(15)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.Softplus(),
+                            nn.Linear(16, 1)).eval()
+        with torch.no_grad():
+            net[1].weight.mul_(12.0)
+            net[1].bias.fill_(-3.0)
+    return net, digits, torch.zeros_like(digits)
+
+
+def _riemann_rules(model, x, baseline, n_steps):
+    """IG by the usual quadrature rules with ``n_steps`` gradients: right, left, midpoint,
+    trapezoid (all converge to the integral; the exercise's sum is the right one)."""
+    def at(alphas):
+        total = torch.zeros_like(x)
+        for a in alphas:
+            total += _grad(model, baseline + a * (x - baseline))
+        return (x - baseline) * total / len(alphas)
+
+    n = n_steps
+    ends = [_grad(model, baseline), _grad(model, x)]
+    inner = sum((_grad(model, baseline + (k / n) * (x - baseline)) for k in range(1, n)),
+                torch.zeros_like(x))
+    trapezoid = (x - baseline) * (inner + (ends[0] + ends[1]) / 2) / n
+    return {"right": at([k / n for k in range(1, n + 1)]),
+            "left": at([k / n for k in range(n)]),
+            "midpoint": at([(k + 0.5) / n for k in range(n)]),
+            "trapezoid": trapezoid}
+
+
 def _reference_ig(model, x, baseline):
     from sanity_lib import saliency
 
@@ -127,25 +188,59 @@ def _ig_close(out, ref):
     return out.shape == ref.shape and bool(((out - ref).abs() <= 0.02 * scale + 1e-6).all())
 
 
+def _call_ig(answer, name, model, x, baseline, n_steps):
+    """The student's IG on one case, as a float64 tensor of the input's shape."""
+    out = call_student(answer, copy.deepcopy(model), x.clone(), baseline.clone(), n_steps,
+                       name="integrated_gradients", usage=_IG_USAGE, on=f"on {name}",
+                       forbid=_IG_LIBRARIES, task="Integrated Gradients",
+                       forbid_hint="Average the gradients along the path with "
+                                   "torch.autograd.grad yourself; Captum and "
+                                   "sl.saliency.explain are only the check's reference.")
+    expect(isinstance(out, (torch.Tensor, np.ndarray)),
+           f"On {name} your function returned {type(out).__name__}; it should return the "
+           "attribution map, a tensor of the shape of x.",
+           hint="End with `return (x - baseline) * mean_gradient`.")
+    out = torch.as_tensor(as_array(out, "What `integrated_gradients` returns"),
+                          dtype=torch.float64)
+    expect(tuple(out.shape) == tuple(x.shape),
+           f"On {name} your function returned shape {tuple(out.shape)}; IG has the shape "
+           f"of the input, {tuple(x.shape)}.",
+           hint="Multiply (x - baseline), shape N x 1 x 28 x 28, by the averaged gradient "
+                "of the same shape.")
+    expect(bool(torch.isfinite(out).all()), f"On {name} your map contains NaN or inf.")
+    return out
+
+
+def _check_n_steps(answer):
+    """With 2 and 3 steps the quadrature rule shows: the answer must be one of the usual
+    rules with that many gradients, not the converged integral (``n_steps`` ignored)."""
+    model, x, baseline = _ex1_curved()
+    name = "a strongly curved softplus network"
+    ref = _reference_ig(model, x, baseline).double()
+    for n in (2, 3):
+        out = _call_ig(answer, f"{name} with n_steps={n}", model, x, baseline, n)
+        rules = {k: v.double() for k, v in _riemann_rules(model, x, baseline, n).items()}
+        if any(_ig_close(out, r) for r in rules.values()):
+            continue
+        if _ig_close(out, ref) and not _ig_close(rules["right"], ref):
+            raise CheckFailed(
+                f"With n_steps={n} your map is the converged integral, not a sum of {n} "
+                "gradients: your function ignores its `n_steps` argument (or uses a fixed "
+                "number of steps).\nHint: Use n_steps points k / n_steps, k = 1..n_steps, "
+                "on the path.")
+        raise CheckFailed(
+            f"On {name} with n_steps={n} your map is not the Riemann sum with {n} gradients "
+            f"(nor the left, midpoint or trapezoid rule).\nHint: IG(x) = (x - x') * mean over "
+            "k = 1..n of grad f(x' + (k / n) (x - x')).")
+
+
 @register("ch5_ex1")
 def _check_ex1(answer, n_steps=128):
     expect(callable(answer), "The answer should be your function `integrated_gradients` itself.",
            hint="Pass the function without calling it: "
                 "sl.grading.check('ch5_ex1', integrated_gradients)")
     for name, model, x, baseline in _ex1_cases():
-        x_in, b_in = x.clone(), baseline.clone()
-        out = answer(model, x_in, b_in, n_steps)
-        expect(torch.equal(x_in, x) and torch.equal(b_in, baseline),
-               "Your function changed x or the baseline in place.",
-               hint="Build the path points as new tensors: baseline + alpha * (x - baseline).")
-        out = torch.as_tensor(as_array(out, "What `integrated_gradients` returns"),
-                              dtype=torch.float64)
-        expect(tuple(out.shape) == tuple(x.shape),
-               f"On {name} your function returned shape {tuple(out.shape)}; IG has the shape "
-               f"of the input, {tuple(x.shape)}.",
-               hint="Multiply (x - baseline), shape N x 1 x 28 x 28, by the averaged gradient "
-                    "of the same shape.")
-        expect(bool(torch.isfinite(out).all()), f"On {name} your map contains NaN or inf.")
+        out = _call_ig(answer, name, model, x, baseline, n_steps)
         ref = _reference_ig(model, x, baseline).double()
         if _ig_close(out, ref):
             continue
@@ -160,6 +255,7 @@ def _check_ex1(answer, n_steps=128):
             f"{expected[0].item():.4g} (completeness).\nHint: IG(x) = (x - x') * mean over "
             "k = 1..n of grad f(x' + (k / n) (x - x')); compute each gradient with "
             "torch.autograd.grad(model(points)[:, 0].sum(), points).")
+    _check_n_steps(answer)
 
 
 # ----------------------------------------------------------------------------- ex2: x * u
@@ -223,7 +319,7 @@ def _five_numbers(answer, key):
 def _ex2_references():
     """The right measurement and the usual wrong ones, computed once per session."""
     seen, pixels01 = _ex2_grey()
-    return {"right": _measured(seen), "diverging": _measured(seen, "diverging"),
+    return {"right": _measured(seen, n_pairs=12), "diverging": _measured(seen, "diverging"),
             "pixels01": _measured(pixels01), "pearson": _pearson_abs(seen)}
 
 
@@ -234,7 +330,16 @@ def _check_ex2(answer):
     seen, pixels01 = _ex2_grey()
     refs = _ex2_references()
     truth = refs["right"]
-    if not np.allclose(measured, truth, atol=0.05):
+    right = _prediction(seen)
+    if np.allclose(measured, predicted, rtol=0, atol=1e-6) or (
+            np.allclose(measured, right, atol=0.002)
+            and not np.allclose(truth, right, atol=EX2_MEASURED_ATOL)):
+        raise CheckFailed(
+            "Your measured values are the prediction, not a measurement. The point of the "
+            "exercise is to compare the formula with what random maps really give.\nHint: "
+            "draw u and v with torch.randn, compute sl.similarity.spearman(x * u, x * v, "
+            "mode='abs') for 5 pairs and average per photo.")
+    if not np.allclose(measured, truth, atol=EX2_MEASURED_ATOL):
         if np.allclose(measured, refs["diverging"], atol=0.05):
             raise CheckFailed(
                 "Your measured values are about 0: you compared the signed maps (mode="
@@ -252,13 +357,13 @@ def _check_ex2(answer):
                 "You computed Pearson's correlation of the absolute values, not a rank "
                 "correlation.\nHint: use sl.similarity.spearman(..., mode='abs').")
         raise CheckFailed(
-            f"Your measured correlations {np.round(measured, 2).tolist()} are not what x * u "
-            f"and x * v give for these photos (about {np.round(truth, 2).tolist()}).\nHint: "
+            f"Your measured correlations {np.round(measured, 3).tolist()} are not what x * u "
+            f"and x * v give for these photos (about {np.round(truth, 3).tolist()}, within "
+            f"{EX2_MEASURED_ATOL}).\nHint: "
             "for each of a few pairs, u = torch.randn(x.shape), v = torch.randn(x.shape), "
             "sl.similarity.spearman(x * u, x * v, 'abs'); average over the pairs, per photo.")
-    right = _prediction(seen)
     # Var(log|u|) estimated from samples instead of pi^2 / 8 is right too.
-    if np.allclose(predicted, right, atol=0.02):
+    if np.allclose(predicted, right, atol=EX2_PREDICTED_ATOL):
         return
     mistakes = [
         (_prediction(seen, spread="std"),
@@ -302,32 +407,30 @@ def _ex3_cases():
     }
 
 
-def _sobel_parts(gray):
+def _sobel_parts(gray, mode="nearest"):
+    """Gx, Gy with scipy's border ``mode``: "nearest" repeats the edge pixel (torch's
+    "replicate"), "constant" pads zeros, "mirror" is torch's "reflect", "wrap" its
+    "circular"."""
     from scipy import ndimage
 
     k = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-    gx = np.stack([ndimage.correlate(g, k, mode="nearest") for g in gray])
-    gy = np.stack([ndimage.correlate(g, k.T, mode="nearest") for g in gray])
-    return gx, gy
-
-
-def _sobel_parts_zero_pad(gray):
-    from scipy import ndimage
-
-    k = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-    gx = np.stack([ndimage.correlate(g, k, mode="constant") for g in gray])
-    gy = np.stack([ndimage.correlate(g, k.T, mode="constant") for g in gray])
+    gx = np.stack([ndimage.correlate(g, k, mode=mode) for g in gray])
+    gy = np.stack([ndimage.correlate(g, k.T, mode=mode) for g in gray])
     return gx, gy
 
 
 _HINT_SOBEL = ("skimage.filters.sobel(g) = sqrt((Gx**2 + Gy**2) / 2) / 4, where Gx, Gy are "
                "the responses to [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]] and its transpose, with the "
-               "border padded by repeating the edge pixel (padding_mode='replicate').")
+               "border padded by repeating the edge pixel: padding_mode='replicate' in torch "
+               "(scipy calls this mode 'nearest' for a 3 x 3 kernel; torch's 'reflect' skips "
+               "the edge pixel and is wrong here).")
 
 
 def _sobel_mistakes(gray):
     gx, gy = _sobel_parts(gray)
-    zx, zy = _sobel_parts_zero_pad(gray)
+    zx, zy = _sobel_parts(gray, "constant")
+    mx, my = _sobel_parts(gray, "mirror")
+    wx, wy = _sobel_parts(gray, "wrap")
     l2 = np.sqrt(gx ** 2 + gy ** 2)
     return [
         (l2, "Your magnitude is 4 sqrt(2) = 5.66 times too large: scikit-image divides the "
@@ -346,8 +449,17 @@ def _sobel_mistakes(gray):
          "You used only one kernel (Gy); the magnitude needs both directions."),
         (np.sqrt((zx ** 2 + zy ** 2) / 2) / 4,
          "Inside the image you match scikit-image, but not on the border: you padded with "
-         "zeros, so the image's border looks like an edge. scikit-image repeats the edge pixel "
-         "(scipy's mode 'reflect')."),
+         "zeros, so the image's border looks like an edge. scikit-image repeats the edge "
+         "pixel: padding_mode='replicate'."),
+        (np.sqrt((mx ** 2 + my ** 2) / 2) / 4,
+         "Inside the image you match scikit-image, but not on the border: torch's "
+         "padding_mode='reflect' mirrors around the edge pixel and skips it (d c b | a b c d). "
+         "scikit-image repeats the edge pixel (a | a b c d), which is torch's 'replicate' "
+         "(scipy's 'reflect' and torch's 'reflect' are not the same mode)."),
+        (np.sqrt((wx ** 2 + wy ** 2) / 2) / 4,
+         "Inside the image you match scikit-image, but not on the border: padding_mode="
+         "'circular' wraps the opposite border around. scikit-image repeats the edge pixel: "
+         "padding_mode='replicate'."),
     ]
 
 
@@ -361,10 +473,17 @@ def _check_ex3(answer):
     for case, gray in _ex3_cases().items():
         n, _, h, w = gray.shape
         x = torch.from_numpy(gray.astype(np.float32))
-        before = x.clone()
         with torch.no_grad():
-            out = answer(x)
-        expect(torch.equal(x, before), "Your function changed its input in place.")
+            out = call_student(
+                answer, x, name="sobel_magnitude", usage=_SOBEL_USAGE, on=f"on the {case}",
+                forbid=_SOBEL_LIBRARIES, task="the Sobel magnitude as a convolution",
+                forbid_hint="Build the Conv2d with the two Sobel kernels; "
+                            "skimage.filters.sobel is only the reference the check compares "
+                            "with.")
+        expect(isinstance(out, (torch.Tensor, np.ndarray)),
+               f"On the {case} your function returned {type(out).__name__}; it should return "
+               f"the magnitudes, a tensor N x H x W.",
+               hint="End with `return torch.sqrt((g ** 2).sum(dim=1) / 2) / 4`.")
         out = as_array(out, "What `sobel_magnitude` returns")
         if out.shape == (n, 1, h, w):
             out = out[:, 0]

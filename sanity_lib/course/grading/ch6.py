@@ -23,18 +23,35 @@ exercise     what the answer is
 
 ex1 and ex2 run the student's function on a small two-layer network whose biases have a
 different spread (and a non-zero mean) from its weights, so that absolute, relative, pooled
-and multiplicative noise all give different statistics. ex3 and ex4 judge the answer
-against the student's own measurements, with a margin: only the clear cases must be right.
+and multiplicative noise all give different statistics; ex1, ex2 and ex5 ask the student to
+write what the library does, so calling ``sanity_lib.randomization`` or
+``sanity_lib.studies.noise`` inside the function fails them. ex3 and ex4 judge the answer
+against the student's own measurements, with a margin: only the clear cases must be right. The
+measurements are validated first: the Gaussian-noise test (absolute noise, top-down) of the
+model and the methods the exercise names, with the signed rank correlation; every method of
+them needs an answer.
 
 Examples
 --------
->>> import copy, sanity_lib as sl
->>> def noisy(model, layer, std, seed=0):
-...     out = copy.deepcopy(model)
-...     sl.randomization.add_gaussian_noise(out.get_submodule(layer), std, seed=seed)
-...     return out
->>> sl.grading.check("ch6_ex1", noisy)
+>>> import copy, torch, sanity_lib as sl
+>>> def add_noise(model, layer, std, seed=0):
+...     noisy = copy.deepcopy(model)
+...     g = torch.Generator().manual_seed(seed)
+...     with torch.no_grad():
+...         for p in noisy.get_submodule(layer).parameters():
+...             p += std * torch.randn(p.shape, generator=g)
+...     return noisy
+>>> sl.grading.check("ch6_ex1", add_noise)
 'ch6_ex1: correct. Well done!'
+>>> def with_library(model, layer, std, seed=0):
+...     noisy = copy.deepcopy(model)
+...     sl.randomization.add_gaussian_noise(noisy.get_submodule(layer), std, seed=seed)
+...     return noisy
+>>> sl.grading.check("ch6_ex1", with_library)
+Traceback (most recent call last):
+...
+sanity_lib.course.grading.CheckFailed: Your answer calls sanity_lib.randomization.add_gaussian_noise: the exercise asks you to write the noise step yourself.
+Hint: Draw the noise with torch.randn(p.shape, generator=g) and add it; the library's gaussian_noise is what you compare with afterwards.
 """
 import functools
 import math
@@ -44,7 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import CheckFailed, expect, register
+from . import CheckFailed, as_array, call_student, expect, method_name, register
 
 __all__ = ["DESTROYED", "STILL_SAME", "SENSITIVITY_MARGIN"]
 
@@ -56,6 +73,15 @@ STILL_SAME = 0.6
 #: extreme are accepted as tied.
 SENSITIVITY_MARGIN = 0.02
 
+#: ex3: the methods the exercise runs in the noise explorer.
+EX3_METHODS = ("gradient", "integrated_gradients", "guided_backprop")
+#: ex4: the methods of the report's ranking, which the sweep must hold.
+EX4_METHODS = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
+               "guided_backprop")
+
+_NOISE_LIBRARIES = ("sanity_lib.randomization", "sanity_lib.studies.noise")
+_NOISE_HINT = ("Draw the noise with torch.randn(p.shape, generator=g) and add it; the library's "
+               "gaussian_noise is what you compare with afterwards.")
 _STD = 0.1          # the absolute noise level the checks of ex1 use
 _REL_STD = 0.5      # the relative noise level the checks of ex2 use
 
@@ -112,13 +138,10 @@ def _call(fn, layer, std, seed, name):
     """Run the student's function on a fresh network; return (original, before, output)."""
     model = _net()
     before = _params(model)
-    try:
-        out = fn(model, layer, std, seed=seed)
-    except TypeError as err:
-        raise CheckFailed(
-            f"Calling `{name}(model, {layer!r}, {std}, seed={seed})` failed: {err}.\n"
-            f"Hint: the function takes (model, layer, std, seed=0): a model, the name of one "
-            "layer (e.g. 'logits'), the noise level and a seed.") from None
+    out = call_student(fn, model, layer, std, seed=seed, name=name,
+                       usage=f"{name}(model, layer, std, seed=0)",
+                       on=f"with layer={layer!r}, std={std}, seed={seed}",
+                       forbid=_NOISE_LIBRARIES, task="the noise step", forbid_hint=_NOISE_HINT)
     expect(isinstance(out, nn.Module),
            f"`{name}` returned {type(out).__name__}; it should return the noisy copy of the "
            "model.", hint="End the function with `return noisy` (the deep copy you changed).")
@@ -208,8 +231,8 @@ def _diagnose_scale(measured, expected, candidates, what):
 
 @register("ch6_ex1")
 def _check_ex1(answer):
-    name = getattr(answer, "__name__", "your function")
-    expect(callable(answer), "The answer should be your function itself.",
+    name = "add_noise"
+    expect(callable(answer), f"The answer should be your function `{name}` itself.",
            hint="Pass the function without calling it: sl.grading.check('ch6_ex1', add_noise)")
     layer = "hidden"
     before, after = _check_structure(answer, layer, _STD, name)
@@ -255,8 +278,8 @@ def _check_ex1(answer):
 
 @register("ch6_ex2")
 def _check_ex2(answer):
-    name = getattr(answer, "__name__", "your function")
-    expect(callable(answer), "The answer should be your function itself.",
+    name = "add_relative_noise"
+    expect(callable(answer), f"The answer should be your function `{name}` itself.",
            hint="Pass the function without calling it: "
                 "sl.grading.check('ch6_ex2', add_relative_noise)")
     layer, s = "hidden", _REL_STD
@@ -304,32 +327,80 @@ def _per_image_step1(result, method, image):
     rows = t[(t["method"] == method) & (t["metric"] == "spearman_diverging") & (t["step"] == 1)
              & (t["image"] == image)]
     if len(rows) != 1:
-        raise ValueError(f"the results hold no spearman_diverging value of {method!r} for image "
-                         f"{image} at step 1; pass the results the explorer was built from")
+        raise CheckFailed(f"The results hold no spearman_diverging value of {method!r} for "
+                          f"image {image} at step 1.\nHint: Pass the results the explorer was "
+                          "built from.")
     return float(rows["value"].iloc[0])
 
 
 def _check_results(results):
-    if not isinstance(results, dict) or not results:
-        raise ValueError("ch6_ex3 needs results={std: result}, the dict given to "
-                         "sl.course.widgets.noise_explorer")
-    return {float(k): v for k, v in sorted(results.items())}
+    """The explorer's ``{std: result}``, validated: one Gaussian-noise test of the CNN per
+    absolute noise level, top-down, with the exercise's methods and the signed metric, all on
+    the same model and inputs."""
+    from sanity_lib import grading
+
+    what = ("noise_study.noise_sweep(cnn, x[2:3], methods, grid, seeds=[0], "
+            "metrics=['spearman_diverging']).results_by_std()")
+    expect(isinstance(results, dict) and len(results) > 0,
+           f"ch6_ex3 needs results={{std: result}}, the dict given to the noise explorer; got "
+           f"{grading.describe(results)}.",
+           hint=f'sl.grading.check("ch6_ex3", answer, results=results, image=IMAGE), with '
+                f"results = {what}.")
+    out = {}
+    for key, result in results.items():
+        expect(isinstance(key, numbers.Real) and not isinstance(key, bool),
+               f"The keys of results= should be the noise levels (numbers); got {key!r}.",
+               hint=f"results = {what}")
+        grading.check_result(
+            result, test="model_randomization", mode="gaussian_noise", what=what,
+            methods=EX3_METHODS, metrics=["spearman_diverging"],
+            settings={"relative": False, "order": "top_down", "model": "MnistCNN"},
+            name=f"results[{key}]")
+        std = result.settings.get("std")
+        expect(isinstance(std, numbers.Real) and math.isclose(float(std), float(key),
+                                                              rel_tol=1e-9),
+               f"results[{key}] was run with std={std!r}, not {key}: the keys must be the "
+               "noise levels of their results.", hint=f"results = {what}")
+        out[float(key)] = result
+    for key in ("model_fingerprint", "x_fingerprint"):
+        seen = {r.settings.get(key) for r in out.values()}
+        expect(len(seen) == 1,
+               f"The results come from different {'models' if key[0] == 'm' else 'inputs'}: "
+               "one noise explorer compares the same model and digit at every noise level.",
+               hint=f"Build them in one call: results = {what}")
+    expect(len(out) >= 3,
+           f"The results hold {len(out)} noise level(s); the exercise's grid has five, and "
+           "the smallest destroying std cannot be read off fewer than three.",
+           hint="grid = [0.01, 0.03, 0.1, 0.2, 0.3]")
+    return dict(sorted(out.items()))
 
 
 @register("ch6_ex3")
 def _check_ex3(answer, results=None, image=0):
+    from sanity_lib import grading
+
     results = _check_results(results)
     stds = list(results)
+    first = next(iter(results.values()))
+    methods = list(first.methods)
+    images = sorted(set(first.table["image"]))
+    expect(isinstance(image, numbers.Integral) and image in images,
+           f"image={image!r} is not one of the results' images {images}.",
+           hint="Pass image=IMAGE, the digit the explorer shows.")
     expect(isinstance(answer, dict) and answer,
-           "The answer should be a dict {method: std}, e.g. {'gradient': 0.1, ...}.",
+           f"The answer should be a dict {{method: std}}, e.g. {{'gradient': 0.1, ...}}; got "
+           f"{grading.describe(answer)}.",
            hint="One entry per method the exercise names; None where the map is never "
                 "destroyed.")
-    first = next(iter(results.values()))
-    methods = list(first.maps) or list(dict.fromkeys(first.table["method"]))
-    unknown = [m for m in answer if m not in methods]
-    expect(not unknown, f"The results hold no maps of {unknown}; they have {methods}.",
-           hint="Use the method names of the explorer's drop-down menu (e.g. 'gradient').")
-    for method, value in answer.items():
+    given = {}
+    for key, value in answer.items():
+        given[method_name(key, available=methods)] = value
+    missing = [m for m in EX3_METHODS if m not in given]
+    expect(not missing,
+           f"Your answer has no entry for {missing}: the exercise asks about each of "
+           f"{list(EX3_METHODS)}.",
+           hint="Give a std for each of them, or None where the map survives every level.")
+    for method, value in given.items():
         rho = {s: _per_image_step1(r, method, image) for s, r in results.items()}
         listing = ", ".join(f"std {s:g}: {v:.2f}" for s, v in rho.items())
         if value is None:
@@ -361,22 +432,52 @@ def _check_ex3(answer, results=None, image=0):
 
 # ----------------------------------------------------------------------------- ex4
 
+def _check_sweep(sweep):
+    """The sweep, validated: absolute noise on the MLP, the report's five methods, the noise
+    levels 0.1 and 0.3, at least two seeds and ten digits, the signed metric."""
+    from sanity_lib import grading
+    from sanity_lib.studies.noise import NoiseSweep
+
+    what = ("noise_study.noise_sweep(mlp, x, report_methods, stds=[0.1, 0.3], seeds=[0, 1], "
+            "metrics=['spearman_diverging', 'spearman_abs'])")
+    expect(isinstance(sweep, NoiseSweep),
+           f"ch6_ex4 needs sweep=, the NoiseSweep your answer is read from; got "
+           f"{grading.describe(sweep)}.",
+           hint=f'sl.grading.check("ch6_ex4", ranking, sweep=sweep), with sweep = {what}.')
+    expect(not sweep.relative,
+           "Your sweep used relative noise; the report's ranking is for absolute noise.",
+           hint=f"Run it with relative=False (the default): {what}")
+    missing = [s for s in (0.1, 0.3) if not any(math.isclose(s, t) for t in sweep.stds)]
+    expect(not missing, f"Your sweep has no noise level {missing} (it has {sweep.stds}); the "
+           "exercise compares the methods at std 0.1 and 0.3.", hint=f"sweep = {what}")
+    expect(len(sweep.seeds) >= 2,
+           f"Your sweep has {len(sweep.seeds)} seed(s); with fewer than two there is no seed "
+           "spread to tell a real difference from a lucky draw.", hint="seeds=[0, 1]")
+    for key, result in sweep.results.items():
+        grading.check_result(result, test="model_randomization", mode="gaussian_noise",
+                             what=what, methods=EX4_METHODS, metrics=["spearman_diverging"],
+                             settings={"relative": False, "model": "MnistMLP"},
+                             min_images=10, name=f"sweep.results[{key}]")
+    seen = {r.settings.get("model_fingerprint") for r in sweep.results.values()}
+    expect(len(seen) == 1, "The tests of your sweep were run on different models.",
+           hint=f"Build the sweep in one call: {what}")
+
+
 @register("ch6_ex4")
 def _check_ex4(answer, sweep=None):
-    from sanity_lib.studies.noise import NoiseSweep, sensitivity
+    from sanity_lib import grading
+    from sanity_lib.studies.noise import sensitivity
 
-    if not isinstance(sweep, NoiseSweep):
-        raise ValueError("ch6_ex4 needs sweep=, the NoiseSweep your answer is read from")
+    _check_sweep(sweep)
     keys = ("most_sensitive", "least_sensitive")
     expect(isinstance(answer, dict) and all(k in answer for k in keys),
-           f"The answer should be a dict with the keys {list(keys)}.",
+           f"The answer should be a dict with the keys {list(keys)}; got "
+           f"{grading.describe(answer)}"
+           + (f" with the keys {list(answer)}" if isinstance(answer, dict) else "") + ".",
            hint="e.g. {'most_sensitive': 'gradient', 'least_sensitive': 'smoothgrad'}")
     table = sensitivity(sweep.curves("spearman_diverging"))
     methods = list(dict.fromkeys(table["method"]))
-    for key in keys:
-        expect(answer[key] in methods,
-               f"answer[{key!r}] = {answer[key]!r} is not one of the sweep's methods {methods}.",
-               hint="Use the method names as in the table.")
+    answer = {k: method_name(answer[k], available=methods) for k in keys}
     expect(answer["most_sensitive"] != answer["least_sensitive"],
            "The same method cannot be both the most and the least sensitive.",
            hint="Sort the methods by their sensitivity (the area above the curve).")
@@ -446,14 +547,19 @@ _EX5_MISTAKES = [
 def _check_ex5(answer):
     from sanity_lib.studies.noise import concavity
 
-    expect(callable(answer), "The answer should be your function itself.",
-           hint="Pass the function without calling it.")
     for case, y in _ex5_curves().items():
-        try:
-            out = float(answer(y.copy()))
-        except (TypeError, ValueError) as err:
-            raise CheckFailed(f"On {case} your function failed or did not return one number "
-                              f"({err}).\nHint: return a float.") from None
+        out = call_student(answer, y.copy(), name="concavity_index",
+                           usage="concavity_index(curve)", on=f"on {case}",
+                           forbid=("sanity_lib.studies.noise",), task="the concavity index",
+                           forbid_hint="Compute the chord and the area with numpy; "
+                                       "noise_study.concavity is what the check compares with.")
+        value = as_array(out, "What `concavity_index` returns", hint="return one float")
+        expect(value.size == 1,
+               f"On {case} your function returned {value.size} numbers; the index is one "
+               "number per curve.", hint="Sum over the interior points and return a float.")
+        out = float(value.ravel()[0])
+        expect(math.isfinite(out), f"On {case} your index is {out}.",
+               hint="Divide by (L - 1) * (y[0] - y[-1]) / 2, with L = len(curve) - 1.")
         right = concavity(y)
         if math.isclose(out, right, abs_tol=1e-6):
             continue

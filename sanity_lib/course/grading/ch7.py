@@ -14,20 +14,33 @@ exercise     what the answer is
              that changes its map more; needs ``top_down=`` and ``bottom_up=`` (the
              student's two results)
 ``ch7_ex4``  a dict ``{"debugging": method, "avoid": [methods]}``: a method fit for
-             model debugging, and the methods to avoid for it
+             model debugging, and the methods to avoid for it; with an input-times
+             method (Gradient ⊙ Input, IG, DeepLIFT, LRP-ε) as the pick, optionally
+             ``"maps": "signed"`` (``"abs"`` is refused)
 ===========  ===================================================================
 
 The entropy is in nats (natural logarithm, ``scipy.stats.entropy``'s default). The eMPRT
 score is a *ratio* of two entropies, so it is the same in bits or nats: ex2 accepts either,
-ex1 asks for nats and says so when it gets bits.
+ex1 asks for nats and says so when it gets bits. ex1 and ex2 ask the student to write what
+``sanity_lib.studies.mprt`` computes, so calling it inside the function fails them
+(``np.histogram`` and ``scipy.stats.entropy`` are fine). ex3 validates the two results first:
+cascading tests of the MNIST CNN with truncated-normal re-initialization, in the two orders, on
+the same model and digits, with Guided Backprop, the gradient and ``spearman_abs``.
 
 Examples
 --------
->>> import sanity_lib as sl
->>> sl.grading.check("ch7_ex1", sl.studies.mprt.histogram_entropy)
+>>> import numpy as np, torch, sanity_lib as sl
+>>> from scipy import stats
+>>> def histogram_entropy(maps, n_bins=100):
+...     rows = maps.reshape(len(maps), -1).double().numpy()
+...     return torch.tensor([stats.entropy(np.histogram(r, bins=n_bins)[0]) for r in rows])
+>>> sl.grading.check("ch7_ex1", histogram_entropy)
 'ch7_ex1: correct. Well done!'
->>> sl.grading.check("ch7_ex2", sl.studies.mprt.efficient_mprt_score)
-'ch7_ex2: correct. Well done!'
+>>> sl.grading.check("ch7_ex1", sl.studies.mprt.histogram_entropy)
+Traceback (most recent call last):
+...
+sanity_lib.course.grading.CheckFailed: Your answer calls sanity_lib.studies.mprt.histogram_entropy: the exercise asks you to write the histogram entropy yourself.
+Hint: Use np.histogram and the entropy formula (or scipy.stats.entropy); sl.studies.mprt is what the check compares with.
 """
 import functools
 import inspect
@@ -37,7 +50,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from . import CheckFailed, as_array, expect, method_name, register
+from . import (CheckFailed, as_array, call_student, check_result, describe, expect, method_name,
+               register)
 
 __all__ = ["ACCEPTED_FOR_DEBUGGING", "MUST_AVOID", "MAY_AVOID", "ORDER_MARGIN", "VALUE_ATOL"]
 
@@ -52,9 +66,17 @@ VALUE_ATOL = 0.02
 ACCEPTED_FOR_DEBUGGING = ("gradient", "smoothgrad", "gradcam")
 #: ex4: methods that clearly fail: they must be in "avoid".
 MUST_AVOID = ("guided_backprop", "guided_gradcam")
-#: ex4: methods whose abs maps fail but signed maps pass: "avoid" may name them or not.
+#: ex4: methods whose abs maps fail but signed maps pass: "avoid" may name them or not, and
+#: each is a fit pick for debugging through its signed maps (the chapter's recommendation).
 MAY_AVOID = ("gradient_x_input", "integrated_gradients", "integrated_gradients_smoothgrad",
              "deeplift", "lrp_epsilon")
+
+#: ex3: the settings of the two results.
+EX3_SETTINGS = {"init": "truncated_normal", "model": "MnistCNN"}
+
+_MPRT_LIBRARY = ("sanity_lib.studies.mprt",)
+_MPRT_HINT = ("Use np.histogram and the entropy formula (or scipy.stats.entropy); "
+              "sl.studies.mprt is what the check compares with.")
 
 _NO_EVIDENCE = ("this book has no evidence that it passes the randomization tests (the "
                 "paper defines it but shows no results).")
@@ -162,17 +184,16 @@ _HINT_ENTROPY = ("Per map: flatten it, `counts, _ = np.histogram(row, bins=n_bin
                  "`p = counts[counts > 0] / counts.sum()`, `H = -(p * np.log(p)).sum()`.")
 
 
-def _call_entropy(fn, maps, **kwargs):
+def _call_entropy(fn, maps, label="", **kwargs):
     t = torch.from_numpy(maps.copy()).float()
-    before = t.clone()
-    out = fn(t, **kwargs)
-    expect(torch.equal(t, before), "Your function changed the maps it was given, in place.",
-           hint="Work on a copy or use out-of-place operations.")
-    return as_array(out, "Your function's result")
+    out = call_student(fn, t, name="histogram_entropy", usage="histogram_entropy(maps, n_bins=100)",
+                       on=f"on {label}" if label else "", forbid=_MPRT_LIBRARY,
+                       task="the histogram entropy", forbid_hint=_MPRT_HINT, **kwargs)
+    return as_array(out, "Your function's result", hint="return one entropy per map")
 
 
 def _judge_entropy(fn, label, maps, expected_bins=100, **kwargs):
-    got = _call_entropy(fn, maps, **kwargs)
+    got = _call_entropy(fn, maps, label, **kwargs)
     ref = _ref_entropy(maps.astype(np.float32).astype(np.float64), bins=expected_bins)
     n = maps.shape[0]
     expect(got.size != 1 or n == 1,
@@ -209,8 +230,8 @@ def _judge_entropy(fn, label, maps, expected_bins=100, **kwargs):
 
 @register("ch7_ex1")
 def _check_ex1(answer, **_):
-    expect(callable(answer), f"The answer should be your function, got "
-           f"{type(answer).__name__}.",
+    expect(callable(answer), f"The answer should be your function `histogram_entropy` itself, got "
+           f"{describe(answer)}.",
            hint='Pass the function itself: `sl.grading.check("ch7_ex1", histogram_entropy)`.')
     try:
         params = inspect.signature(answer).parameters
@@ -271,12 +292,17 @@ _SCORE_MISTAKES = [
 
 @register("ch7_ex2")
 def _check_ex2(answer, **_):
-    expect(callable(answer), f"The answer should be your function, got "
-           f"{type(answer).__name__}.",
+    expect(callable(answer), f"The answer should be your function `emprt_score` itself, got "
+           f"{describe(answer)}.",
            hint='Pass the function itself: `sl.grading.check("ch7_ex2", emprt_score)`.')
     for label, a, b in _score_inputs():
         ta, tb = torch.from_numpy(a).float(), torch.from_numpy(b).float()
-        got = as_array(answer(ta.clone(), tb.clone()), "Your function's result")
+        out = call_student(answer, ta, tb, name="emprt_score",
+                           usage="emprt_score(maps, randomized_maps)", on=f"on {label}",
+                           forbid=_MPRT_LIBRARY, task="the eMPRT score",
+                           forbid_hint="Compute it from your histogram_entropy; "
+                                       "sl.studies.mprt is what the check compares with.")
+        got = as_array(out, "Your function's result", hint="return one score per map")
         h, hr = _score_parts(ta.double().numpy(), tb.double().numpy())
         ref = (hr - h) / h
         expect(got.shape == ref.shape,
@@ -302,19 +328,16 @@ def _check_sweep(result, order, name):
 
     expect(isinstance(result, SanityCheckResult),
            f"This check needs your two results, passed as top_down=... and bottom_up=...; "
-           f"{name}= is {type(result).__name__}.",
+           f"{name}= is {describe(result)}.",
            hint="`sl.grading.check(\"ch7_ex3\", answer, top_down=td, bottom_up=bu)`.")
-    expect(result.settings.get("test") == "model_randomization"
-           and result.settings.get("mode") == "cascading",
-           f"The result passed as {name}= is not a cascading model randomization test.",
-           hint="Run `sl.model_randomization_test(..., mode='cascading')`.")
     expect(result.settings.get("order") == order,
            f"The result passed as {name}= was run with order={result.settings.get('order')!r}"
            f", not {order!r}.", hint="Pass each result under its own name.")
-    expect("guided_backprop" in result.methods and "spearman_abs" in result.metrics,
-           f"The result passed as {name}= has no Guided Backprop spearman_abs values.",
-           hint="Run it with methods including 'guided_backprop' and the metric "
-                "'spearman_abs'.")
+    check_result(result, test="model_randomization", mode="cascading", name=name,
+                 what=f"sl.model_randomization_test(cnn, x, ['gradient', 'guided_backprop'], "
+                      f"order={order!r}, **sweep_options)",
+                 methods=("guided_backprop", "gradient"),
+                 metrics=("spearman_abs", "spearman_diverging"), settings=EX3_SETTINGS)
 
 
 def _step_mean(result, step, method="guided_backprop", metric="spearman_abs"):
@@ -337,6 +360,11 @@ def _number(answer, key):
 def _check_ex3(answer, top_down=None, bottom_up=None, **_):
     _check_sweep(top_down, "top_down", "top_down")
     _check_sweep(bottom_up, "bottom_up", "bottom_up")
+    for key, what in (("model_fingerprint", "models"), ("x_fingerprint", "digits")):
+        expect(top_down.settings.get(key) == bottom_up.settings.get(key),
+               f"Your two results were computed on different {what}: the two orders can only "
+               "be compared on the same trained CNN and the same digits.",
+               hint="Run both tests with the same `cnn` and `x`.")
     expect(isinstance(answer, dict) and {"top_down", "bottom_up", "changes_sooner"}
            <= set(answer),
            "The answer should be a dict with keys 'top_down', 'bottom_up' and "
@@ -399,7 +427,14 @@ def _check_ex4(answer, **_):
            "(a list of methods).",
            hint='e.g. {"debugging": "...", "avoid": ["...", "..."]}')
     pick = method_name(answer["debugging"])
-    if pick not in ACCEPTED_FOR_DEBUGGING:
+    maps = answer.get("maps", "signed" if pick in MAY_AVOID else None)
+    if pick in MAY_AVOID:
+        expect(maps in ("signed", "diverging"),
+               f"{pick!r} can be used for model debugging only through its signed maps: "
+               f"{_WHY_NOT[pick]} You wrote maps={maps!r}.",
+               hint="Write 'maps': 'signed' (or leave the key out), or pick a method whose "
+                    "absolute maps pass too (the gradient, SmoothGrad, GradCAM).")
+    elif pick not in ACCEPTED_FOR_DEBUGGING:
         raise CheckFailed(
             f"{pick!r} is not a good pick for model debugging: "
             f"{_WHY_NOT.get(pick, _NO_EVIDENCE)}\nHint: pick "

@@ -25,7 +25,9 @@ exercise     what the answer is
 
 ex3 judges the answer against the result the student computed, with a margin: a method
 within :data:`FAIL_MARGIN` of the threshold may be named or not. No measured number is
-hard-coded.
+hard-coded. The result is validated first (a cascading model randomization test holding the
+metric), and method names are read through the registry's aliases. A missing or wrong context
+(no model, no result, a step the result does not have) is refused in plain words.
 
 Examples
 --------
@@ -42,7 +44,7 @@ import warnings
 import torch
 from torch import nn
 
-from . import CheckFailed, expect, register
+from . import CheckFailed, check_result, describe, expect, method_name, register
 
 __all__ = ["MIN_GROUPS", "FAIL_THRESHOLD", "FAIL_MARGIN", "STATEMENTS", "TRUE_STATEMENTS",
            "explainable_methods", "failing_methods"]
@@ -59,9 +61,13 @@ STATEMENTS = {
     1: ("A saliency method that passes both sanity checks gives faithful explanations.",
         False, "Passing is necessary, not sufficient: a map of random noise passes both "
                "tests and explains nothing."),
-    2: ("If a method's maps stay similar after the top layers are randomized, its maps "
-        "cannot be showing what those layers learned.", True,
-        "That is the logic of the model parameter randomization test."),
+    2: ("If a method's maps stay similar after the top layers are randomized, the test gives "
+        "no evidence that its maps show what those layers learned.", True,
+        "That is the logic of the model parameter randomization test. It is worded as a lack "
+        "of evidence on purpose: the stronger claim, that such maps *cannot* show what the "
+        "layers learned, is contested, since a similarity measure can miss differences that "
+        "matter and a randomized network keeps part of the trained one's behaviour (Binder et "
+        "al. 2023; Yona & Greenfeld 2021)."),
     3: ("A method that returns random noise, whatever the model, passes the model "
         "parameter randomization test.", True,
         "Its maps change from step to step, so their similarity sits at the noise floor: "
@@ -88,11 +94,11 @@ def _check_groups(answer, model=None, x=None):
     from sanity_lib.models import layer_groups
     from sanity_lib.models import group_problems
 
-    if not isinstance(model, nn.Module):
-        raise TypeError('ch8_ex1 needs the model: sl.grading.check("ch8_ex1", groups, '
-                        "model=model, x=x)")
+    expect(isinstance(model, nn.Module),
+           f"ch8_ex1 needs the model the groups are for, passed as model=...; got "
+           f"{describe(model)}.", hint='sl.grading.check("ch8_ex1", groups, model=model, x=x)')
     expect(isinstance(answer, (list, tuple)) and not isinstance(answer, str),
-           f"Your answer should be a list of groups, got {type(answer).__name__}.",
+           f"Your answer should be a list of groups, got {describe(answer)}.",
            hint="e.g. [('stem', 'conv1'), ..., ('logits', 'fc')]: names of submodules, or "
                 "(name, path) pairs.")
     try:
@@ -142,27 +148,29 @@ def explainable_methods(model, x):
 
 
 def _method_list(answer, what="Your answer"):
-    from sanity_lib.saliency import METHODS
+    """The set of canonical names in the student's list (names, labels or aliases)."""
+    from sanity_lib import saliency
 
     if isinstance(answer, str):
         answer = [answer]
     try:
-        names = [str(a) for a in answer]
+        items = list(answer)
     except TypeError:
         raise CheckFailed(f"{what} should be a list of method names, got "
-                          f"{type(answer).__name__}.\nHint: e.g. ['gradient', 'gradcam'].") \
+                          f"{describe(answer)}.\nHint: e.g. ['gradient', 'gradcam'].") \
             from None
-    unknown = [n for n in names if n not in METHODS]
+    unknown = [n for n in items if not isinstance(n, str) or saliency.lookup(n) is None]
     expect(not unknown, f"{unknown} are not method names.",
-           hint=f"Use the names of sl.saliency.METHODS, e.g. {list(METHODS[:3])}.")
-    return set(names)
+           hint=f"Use the names of sl.saliency.METHODS, e.g. {list(saliency.METHODS[:3])}.")
+    return {method_name(n) for n in items}
 
 
 @register("ch8_ex2")
 def _check_explainable(answer, model=None, x=None):
-    if not isinstance(model, nn.Module) or not isinstance(x, torch.Tensor):
-        raise TypeError('ch8_ex2 needs the model and inputs: sl.grading.check("ch8_ex2", '
-                        "methods, model=leaky, x=x)")
+    expect(isinstance(model, nn.Module) and isinstance(x, torch.Tensor),
+           f"ch8_ex2 needs the model and its inputs, passed as model=... and x=...; got "
+           f"model={describe(model)}, x={describe(x)}.",
+           hint='sl.grading.check("ch8_ex2", methods, model=leaky, x=x)')
     given = _method_list(answer)
     right = set(explainable_methods(model, x))
     wrong = sorted(given - right)
@@ -199,11 +207,16 @@ def failing_methods(result, by, metric="spearman_abs", threshold=FAIL_THRESHOLD)
 
 @register("ch8_ex3")
 def _check_failing(answer, result=None, by=None, metric="spearman_abs"):
-    from sanity_lib.checks import SanityCheckResult
-
-    if not isinstance(result, SanityCheckResult) or by is None:
-        raise TypeError('ch8_ex3 needs your result and the step: sl.grading.check("ch8_ex3", '
-                        "methods, result=cascading, by='layer4')")
+    what = "sl.model_randomization_test(model, x, methods, mode='cascading')"
+    check_result(result, test="model_randomization", mode="cascading", what=what,
+                 metrics=(metric,) if isinstance(metric, str) else ())
+    steps = list(result.layers)[1:]
+    expect(isinstance(by, str) and by in steps,
+           f"by={by!r} is not a step of your result; its steps are {steps}.",
+           hint='The exercise fixes the step in advance: by="layer4".')
+    expect(isinstance(metric, str) and metric in result.metrics,
+           f"metric={metric!r} is not in your result ({list(result.metrics)}).",
+           hint="Leave metric out (spearman_abs) or name one of the result's metrics.")
     given = _method_list(answer)
     retained, _ = failing_methods(result, by, metric)
     not_run = sorted(given - set(retained))

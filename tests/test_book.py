@@ -44,3 +44,33 @@ def test_chapter_keeps_the_course_frame(name):
     assert "```{exercise}" in text or ":::{exercise}" in text, f"{name}.md has no exercise"
     assert "{solution}" in text, f"{name}.md has no solution"
     assert "{cite" in text, f"{name}.md cites nothing"
+
+
+def test_the_book_hides_at_most_a_quarter_of_its_code():
+    """The book's code is read, not carried in hidden cells (tools/hidden_share.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "hidden_share.py"
+    spec = importlib.util.spec_from_file_location("hidden_share", path)
+    hidden_share = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hidden_share)
+    table = hidden_share.shares(sorted(BOOK.glob("ch0*.md")))
+    assert len(table) == 8
+    hidden = sum(h for h, _ in table.values())
+    total = sum(t for _, t in table.values())
+    assert hidden <= 0.25 * total, table
+    too_hidden = {name: f"{h}/{t}" for name, (h, t) in table.items() if h > 0.3 * t}
+    assert not too_hidden, too_hidden
+    # the counter sees hidden cells at all: a tagged cell counts, an untagged one does not
+    text = ("```{code-cell} ipython3\n:tags: [remove-cell]\n\na = 1\nb = 2\n```\n"
+            "```{code-cell} ipython3\nc = 3\n```\n")
+    assert list(hidden_share.cell_lines(text)) == [(True, 2), (False, 1)]
+
+
+def test_no_chapter_silences_warnings():
+    for path in sorted(BOOK.glob("ch0*.md")):
+        text = path.read_text()
+        assert "filterwarnings(\"ignore\"" not in text and "simplefilter(\"ignore\"" not in text, \
+            path.name
+        assert "sl.course.book.setup(" in text, path.name

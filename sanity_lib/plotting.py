@@ -9,14 +9,22 @@ the cell) and never shown or saved here. In a notebook, end the line with ``;`` 
 figure (``fig = result.plot_curves()``) so it is not displayed twice; in a script,
 ``fig.savefig(...)``.
 """
+from __future__ import annotations
+
 import numbers
 import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
 from sanity_lib.saliency._registry import REGISTRY, method_label
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_curves", "plot_grid", "plot_maps", "METRIC_LABELS", "METHOD_LABELS"]
 
@@ -75,8 +83,13 @@ def _band(values: np.ndarray, band):
     return np.nanpercentile(values, 25, axis=1), np.nanpercentile(values, 75, axis=1)
 
 
-def plot_curves(table, layers, metric="spearman_abs", noise_floor=None, ax=None, band="ci",
-                methods=None, title=None, xlabel="step", nulls=None):
+def plot_curves(table: pd.DataFrame, layers: Sequence[str],
+                metric: str | Sequence[str] = "spearman_abs", *,
+                noise_floor: Mapping[str, float] | None = None,
+                ax: Axes | Sequence[Axes] | None = None, band: str | None = "ci",
+                methods: Sequence[str] | None = None, title: str | None = None,
+                xlabel: str = "step",
+                nulls: Mapping[str, Mapping[str, float]] | None = None) -> Figure:
     """Similarity to the original map along the randomization steps (paper, Figs. 2-3).
 
     For each method, the mean over images of ``metric`` at every step is drawn as a line
@@ -238,8 +251,10 @@ def _resolve_steps(steps, layers):
     return out
 
 
-def plot_grid(maps, layers, image=0, mode="abs", methods=None, steps=None, inputs=None,
-              cmap=None, targets=None):
+def plot_grid(maps: Mapping[str, torch.Tensor], layers: Sequence[str], *, image: int = 0,
+              mode: str = "abs", methods: Sequence[str] | None = None,
+              steps: Sequence[int | str] | None = None, inputs: torch.Tensor | None = None,
+              cmap: str | None = None, targets: torch.Tensor | None = None) -> Figure:
     """A grid of saliency maps of one image: methods in rows, steps in columns.
 
     Each map is normalized as the similarity metrics see it
@@ -346,8 +361,12 @@ _MAP_COLORS = {"abs": (_ABS_CMAP, 0.0, 1.0, "normalized |saliency|"),
                "diverging": (_DIVERGING_CMAP, -1.0, 1.0, "normalized saliency (signed)")}
 
 
-def plot_maps(maps, inputs=None, *, columns=None, modes="abs", titles=None, row_labels=None,
-              title=None, size: float = 1.7):
+def plot_maps(maps: Mapping[str, torch.Tensor | tuple[torch.Tensor, str]],
+              inputs: torch.Tensor | None = None, *,
+              columns: Sequence[tuple[int, str]] | None = None,
+              modes: str | Sequence[str] = "abs", titles: Sequence[str] | None = None,
+              row_labels: Mapping[str, str] | None = None, title: str | None = None,
+              size: float = 1.7) -> Figure:
     """Saliency maps of several methods and images: one row per method, one column per view.
 
     Each column is an ``(image index, mode)`` pair, so one figure can show the paper's

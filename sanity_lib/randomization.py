@@ -66,10 +66,13 @@ decides what happens to them:
   whatever ``init`` says. In eval mode such a layer then passes its input on almost
   unchanged (divided by ``sqrt(1 + eps)``).
 """
+from __future__ import annotations
+
 import copy
 import hashlib
 import math
 import numbers
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -105,7 +108,7 @@ _NORM_LAYERS = tuple(
 )
 
 
-def init_schemes() -> dict:
+def init_schemes() -> dict[str, str]:
     """The initialization schemes ``init=`` accepts, each with a one-line description.
 
     Examples
@@ -248,7 +251,8 @@ def _units(module, prefix):
             for name, m in module.named_modules()]
 
 
-def randomize_module(module, init="default", seed=0, batchnorm="keep", prefix=""):
+def randomize_module(module: nn.Module, *, init: str = "default", seed: int = 0,
+                     batchnorm: str = "keep", prefix: str = "") -> nn.Module:
     """Re-initialize every parameter of ``module`` and its submodules, **in place**.
 
     The building block of :func:`cascading` and :func:`independent`. Each submodule draws
@@ -291,7 +295,8 @@ def randomize_module(module, init="default", seed=0, batchnorm="keep", prefix=""
     return module
 
 
-def add_gaussian_noise(module, std, relative=False, seed=0, prefix=""):
+def add_gaussian_noise(module: nn.Module, std: float, *, relative: bool = False, seed: int = 0,
+                       prefix: str = "") -> nn.Module:
     """Add zero-mean Gaussian noise to every parameter of ``module``, **in place**.
 
     Parameters
@@ -362,7 +367,9 @@ def _resolve_groups(model, groups, order):
     return resolved
 
 
-def randomization_order(model, order="top_down", groups=None):
+def randomization_order(model: nn.Module, order: str = "top_down", *,
+                        groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
+                        ) -> list[str]:
     """The layer names :func:`cascading` (and friends) will yield, in that order.
 
     Handy for a progress bar or a plot's axis before any randomization runs.
@@ -411,8 +418,9 @@ def _one_at_a_time(model, plan, step):
         yield group_name, work.eval()
 
 
-def cascading(model, order="top_down", init="default", seed=0, groups=None,
-              batchnorm="keep"):
+def cascading(model: nn.Module, *, order: str = "top_down", init: str = "default", seed: int = 0,
+              groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
+              batchnorm: str = "keep") -> Iterator[tuple[str, nn.Module]]:
     """Re-initialize the layer groups cumulatively: the paper's cascading randomization.
 
     Step ``k`` has the first ``k`` groups re-initialized and the rest trained. With
@@ -461,8 +469,10 @@ def cascading(model, order="top_down", init="default", seed=0, groups=None,
     return _cascade(model, plan, step)
 
 
-def independent(model, init="default", seed=0, groups=None, batchnorm="keep",
-                order="top_down"):
+def independent(model: nn.Module, *, init: str = "default", seed: int = 0,
+                groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
+                batchnorm: str = "keep",
+                order: str = "top_down") -> Iterator[tuple[str, nn.Module]]:
     """Re-initialize one layer group at a time, the others trained: independent randomization.
 
     Takes the same arguments as :func:`cascading`; a group gets exactly the weights it
@@ -493,7 +503,9 @@ def independent(model, init="default", seed=0, groups=None, batchnorm="keep",
     return _one_at_a_time(model, plan, step)
 
 
-def gaussian_noise(model, std, relative=False, seed=0, groups=None, order="top_down"):
+def gaussian_noise(model: nn.Module, std: float, *, relative: bool = False, seed: int = 0,
+                   groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
+                   order: str = "top_down") -> Iterator[tuple[str, nn.Module]]:
     """Add zero-mean Gaussian noise to the parameters, cascading from the top.
 
     The student report's variant of the test (``PAPER.md`` section 8): instead of

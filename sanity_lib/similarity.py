@@ -16,8 +16,12 @@ two *independent random* maps: the level under which a curve says nothing.
 All numbers are computed in float64 numpy (scipy and scikit-image work there), so the
 results match scipy and scikit-image called directly to rounding.
 """
+from __future__ import annotations
+
 import numbers
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -146,7 +150,8 @@ def _normalize_np(arr, mode, percentile=99.0, subtract_min=True):
     return np.clip(out, lo, hi).reshape(n, h, w)
 
 
-def normalize(maps, mode, percentile=99.0, subtract_min=True):
+def normalize(maps: torch.Tensor | np.ndarray, mode: str, *, percentile: float = 99.0,
+              subtract_min: bool = True) -> torch.Tensor:
     """Normalize saliency maps as the paper's reference code did before comparing them.
 
     ``mode="abs"`` (the "absolute value" maps, as the paper shows them)
@@ -271,7 +276,9 @@ def _warn_constant(what, constant, stacklevel=3):
     )
 
 
-def spearman(a, b, mode="abs", percentile=99.0):
+def spearman(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray,
+             mode: str | None = "abs", *,
+             percentile: float = 99.0) -> torch.Tensor:
     """Per-sample Spearman rank correlation between two batches of saliency maps.
 
     Both batches are normalized with :func:`normalize` (``mode``, ``percentile``), then for each
@@ -345,8 +352,10 @@ def _ssim_ready(arr, mode, percentile, name):
     return (out + 1.0) / 2.0 if mode == "diverging" else out
 
 
-def ssim(a, b, mode="abs", win_size=5, gaussian_weights=False, data_range=1.0,
-         percentile=99.0, **options):
+def ssim(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray,
+         mode: str | None = "abs", *, win_size: int = 5,
+         gaussian_weights: bool = False, data_range: float = 1.0, percentile: float = 99.0,
+         **options: Any) -> torch.Tensor:
     """Per-sample structural similarity (scikit-image) of two batches of normalized maps.
 
     The maps are brought to [0, 1] first: ``mode="abs"`` uses :func:`normalize`'s abs maps,
@@ -413,7 +422,7 @@ def _pair_of_ints(value, name):
     return value
 
 
-def auto_pixels_per_cell(height, width):
+def auto_pixels_per_cell(height: int, width: int) -> int:
     """The HOG cell size used when ``pixels_per_cell=None``.
 
     The paper's 16 x 16 cells when the shorter side holds at least 7 of them (maps of 112
@@ -466,8 +475,11 @@ def _check_hog_method(method):
         raise ValueError(f"method={method!r} is not known; choose 'pearson' or 'spearman'")
 
 
-def hog_correlation(a, b, method="pearson", pixels_per_cell=None, mode="abs", orientations=9,
-                    cells_per_block=3, block_norm="L2-Hys", percentile=99.0):
+def hog_correlation(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, *,
+                    method: str = "pearson",
+                    pixels_per_cell: int | tuple[int, int] | None = None,
+                    mode: str | None = "abs", orientations: int = 9, cells_per_block: int = 3,
+                    block_norm: str = "L2-Hys", percentile: float = 99.0) -> torch.Tensor:
     """Per-sample correlation of the HOG features of two batches of normalized maps.
 
     Each map is normalized (:func:`normalize`, ``mode``), described by
@@ -525,8 +537,11 @@ def hog_correlation(a, b, method="pearson", pixels_per_cell=None, mode="abs", or
 
 # ----------------------------------------------------------------------------- all at once
 
-def compare(a, b, metrics=METRICS, *, percentile=99.0, win_size=5, gaussian_weights=False,
-            pixels_per_cell=None, hog_method="pearson"):
+def compare(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray,
+            metrics: str | Sequence[str] = METRICS, *,
+            percentile: float = 99.0, win_size: int = 5, gaussian_weights: bool = False,
+            pixels_per_cell: int | tuple[int, int] | None = None,
+            hog_method: str = "pearson") -> dict[str, torch.Tensor]:
     """All of the paper's similarity metrics between two batches of maps, in one call.
 
     Each batch is normalized once per mode and shared between the metrics.
@@ -605,8 +620,10 @@ def compare(a, b, metrics=METRICS, *, percentile=99.0, win_size=5, gaussian_weig
     return out
 
 
-def noise_floor(shape, metrics=METRICS, n=50, seed=0, kind="gaussian", *, return_std=False,
-                **compare_options):
+def noise_floor(shape: tuple[int, ...], metrics: str | Sequence[str] = METRICS, *, n: int = 50,
+                seed: int = 0, kind: str = "gaussian", return_std: bool = False,
+                **compare_options: Any,
+                ) -> dict[str, float] | tuple[dict[str, float], dict[str, float]]:
     """Mean similarity of independent random maps: the level a similarity curve cannot go below.
 
     Draws ``n`` pairs of independent random maps of ``shape`` (standard normal for

@@ -183,7 +183,7 @@ def _random_affine(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return _warp(images, theta)
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
              batch_size: int = 1000) -> float:
     """Fraction of ``images`` that ``model`` assigns to their ``labels``.
 
@@ -215,7 +215,8 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epoch
           batch_size: int = 128, lr: float = 1e-3, optimizer: str = "adam",
           schedule: str = "linear", augment: str = "none", label_smoothing: float = 0.0,
           target_accuracy: float | None = None, permute_labels: bool = False, seed: int = 0,
-          progress: bool = True, eval_data=None) -> TrainingHistory:
+          progress: bool = True,
+          eval_data: tuple[torch.Tensor, torch.Tensor] | None = None) -> TrainingHistory:
     """Train a classifier in place with cross-entropy; return its history.
 
     Parameters
@@ -412,7 +413,8 @@ def _resolve(arch: str, labels: str, **overrides) -> dict:
     return recipe
 
 
-def mnist_training_data(arch: str = "cnn", labels: str = "true", n_train: int | None = None):
+def mnist_training_data(arch: str = "cnn", labels: str = "true", *,
+                        n_train: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The embedded MNIST training images and their *true* labels, exactly as
     :func:`trained_mnist_model` trains the given configuration on them.
 
@@ -460,13 +462,14 @@ def _checkpoint(model: nn.Module, history: TrainingHistory) -> dict:
     return {"state_dict": model.state_dict(), "history": history.to_dict()}
 
 
-def trained_mnist_model(arch: str = "cnn", labels: str = "true", activation: str = "relu",
+def trained_mnist_model(arch: str = "cnn", labels: str = "true", *, activation: str = "relu",
                         seed: int = 0, epochs: int | None = None, cache: bool = True,
-                        progress: bool = True, *, batch_size: int | None = None,
+                        progress: bool = True, batch_size: int | None = None,
                         lr: float | None = None, optimizer: str | None = None,
                         schedule: str | None = None, augment: str | None = None,
                         label_smoothing: float | None = None,
-                        target_accuracy: float | None = None, n_train: int | None = None):
+                        target_accuracy: float | None = None,
+                        n_train: int | None = None) -> tuple[nn.Module, TrainingHistory]:
     """The paper's MNIST CNN or MLP, trained on the embedded MNIST training split.
 
     The first call trains the model (seconds to a minute on a laptop CPU) and saves the
@@ -556,7 +559,7 @@ def trained_mnist_model(arch: str = "cnn", labels: str = "true", activation: str
                       label_smoothing=label_smoothing, target_accuracy=target_accuracy,
                       n_train=n_train)
     model = _builder(arch)(activation=activation, seed=seed)  # checks activation
-    images, targets = mnist_training_data(arch, labels, recipe["n_train"])
+    images, targets = mnist_training_data(arch, labels, n_train=recipe["n_train"])
     config = {
         "kind": "trained_mnist_model",
         "recipe_version": RECIPE_VERSION,

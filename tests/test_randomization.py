@@ -172,7 +172,7 @@ def test_same_seed_same_weights_different_seed_different_weights(cnn):
 def test_layers_of_the_same_shape_get_different_weights():
     twins = nn.Sequential(nn.Linear(50, 50), nn.Linear(50, 50))
     for init in ("default", "normal", "permutation"):
-        R.randomize_module(twins, init, seed=0)
+        R.randomize_module(twins, init=init, seed=0)
         assert not torch.equal(twins[0].weight, twins[1].weight), init
     with torch.no_grad():
         twins[1].weight.copy_(twins[0].weight)
@@ -189,7 +189,7 @@ def test_a_groups_weights_do_not_depend_on_the_order_or_on_other_groups(cnn):
     for p, q in zip(top[-1][1].parameters(), bottom[-1][1].parameters()):
         assert same_bits(p, q)
     # and randomize_module on that layer alone, named as in the model, agrees
-    alone = R.randomize_module(copy.deepcopy(cnn.fc1), "truncated_normal", seed=2,
+    alone = R.randomize_module(copy.deepcopy(cnn.fc1), init="truncated_normal", seed=2,
                                prefix="fc1")
     assert same_bits(alone.weight, top[-1][1].fc1.weight)
 
@@ -230,7 +230,7 @@ def test_truncation_factor_is_the_std_of_a_two_sigma_truncated_normal():
 
 
 def _fresh(init, fan_in=2000, out=500, seed=3):
-    layer = R.randomize_module(nn.Linear(fan_in, out), init, seed=seed)
+    layer = R.randomize_module(nn.Linear(fan_in, out), init=init, seed=seed)
     return layer.weight.detach().double().numpy().ravel(), layer.bias.detach()
 
 
@@ -265,7 +265,7 @@ def test_uniform_is_he_uniform():
 
 def test_default_is_pytorchs_kaiming_uniform_for_linear():
     original = nn.Linear(1000, 300)
-    layer = R.randomize_module(copy.deepcopy(original), "default", seed=5)
+    layer = R.randomize_module(copy.deepcopy(original), init="default", seed=5)
     w, b = layer.weight.detach().double().numpy().ravel(), layer.bias.detach()
     bound = 1 / np.sqrt(1000)
     assert np.abs(w).max() <= bound
@@ -284,20 +284,20 @@ def test_default_runs_the_layers_own_reset_parameters():
         def reset_parameters(self):
             nn.init.constant_(self.w, 7.0)
 
-    assert torch.all(R.randomize_module(Marked(), "default").w == 7.0)
+    assert torch.all(R.randomize_module(Marked(), init="default").w == 7.0)
 
 
 @pytest.mark.parametrize("init", ["normal", "truncated_normal", "uniform"])
 def test_conv_weights_scale_with_inputs_times_kernel_area(init):
-    conv = R.randomize_module(nn.Conv2d(64, 128, 5), init, seed=0)  # fan_in 64 * 25
+    conv = R.randomize_module(nn.Conv2d(64, 128, 5), init=init, seed=0)  # fan_in 64 * 25
     assert float(conv.weight.detach().std()) == pytest.approx(np.sqrt(2 / 1600), rel=0.02)
-    depthwise = R.randomize_module(nn.Conv2d(256, 256, 3, groups=256), init, seed=0)  # 1 * 9
+    depthwise = R.randomize_module(nn.Conv2d(256, 256, 3, groups=256), init=init, seed=0)  # 1 * 9
     assert float(depthwise.weight.detach().std()) == pytest.approx(np.sqrt(2 / 9), rel=0.08)
 
 
 def test_permutation_shuffles_the_trained_values():
     original = nn.Linear(300, 200)
-    layer = R.randomize_module(copy.deepcopy(original), "permutation", seed=0)
+    layer = R.randomize_module(copy.deepcopy(original), init="permutation", seed=0)
     for p, q in ((layer.weight, original.weight), (layer.bias, original.bias)):
         assert p.shape == q.shape
         assert torch.equal(p.flatten().sort().values, q.flatten().sort().values)
@@ -308,7 +308,7 @@ def test_parameters_without_a_fan_in_restart_from_their_own_default():
     model = nn.Sequential(nn.Linear(10, 10), nn.PReLU(10))
     with torch.no_grad():
         model[1].weight.fill_(-3.0)
-    R.randomize_module(model, "normal")
+    R.randomize_module(model, init="normal")
     assert torch.all(model[1].weight == 0.25)  # PReLU's own initial slope
 
     class Odd(nn.Module):
@@ -317,9 +317,9 @@ def test_parameters_without_a_fan_in_restart_from_their_own_default():
             self.scale = nn.Parameter(torch.ones(3))
 
     with pytest.raises(ValueError, match="reset_parameters.*permutation"):
-        R.randomize_module(Odd(), "normal")
+        R.randomize_module(Odd(), init="normal")
     with pytest.raises(ValueError, match="reset_parameters"):
-        R.randomize_module(Odd(), "default")
+        R.randomize_module(Odd(), init="default")
 
 
 # ----------------------------------------------------------------------------- batch norm

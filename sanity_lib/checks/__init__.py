@@ -24,8 +24,12 @@ Conventions
 * **Mode.** Every model is explained in eval mode, on a copy: the model you pass is never
   changed.
 """
+from __future__ import annotations
+
 import numbers
+from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,12 +110,20 @@ def _common_arguments(model, x, methods, target, metrics, compare_options, devic
                            explainer=explainer or default_explainer)
 
 
-def model_randomization_test(model, x, methods=DEFAULT_METHODS, mode="cascading", *,
-                             order="top_down", init="default", batchnorm="keep", std=None,
-                             relative=False, groups=None, target="argmax",
-                             metrics=_DEFAULT_METRICS, seed=0, device=None, progress=True,
-                             keep_maps=True, cache=False, compare_options=None,
-                             explainer=None):
+def model_randomization_test(model: nn.Module, x: torch.Tensor,
+                             methods: Sequence[str] | Mapping[str, Mapping[str, Any] | None]
+                             = DEFAULT_METHODS,
+                             mode: str = "cascading", *, order: str = "top_down",
+                             init: str = "default", batchnorm: str = "keep",
+                             std: float | None = None, relative: bool = False,
+                             groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
+                             target: str | int | Sequence[int] | torch.Tensor = "argmax",
+                             metrics: Sequence[str] = _DEFAULT_METRICS, seed: int = 0,
+                             device: str | torch.device | None = None, progress: bool = True,
+                             keep_maps: bool = True, cache: bool = False,
+                             compare_options: Mapping[str, Any] | None = None,
+                             explainer: Callable[..., Mapping[str, torch.Tensor]] | None = None,
+                             ) -> SanityCheckResult:
     """The model parameter randomization test (Adebayo et al. 2018, section 4).
 
     Explains ``x`` with every method under the trained ``model`` (step 0) and under each
@@ -273,17 +285,26 @@ def model_randomization_test(model, x, methods=DEFAULT_METHODS, mode="cascading"
             gen = randomization.gaussian_noise(work, std=std, relative=relative, seed=seed,
                                                groups=groups, order=order)
         n_steps = len(randomization.randomization_order(work, order=order, groups=groups))
-        return run_sweep("model_randomization", work, gen, n_steps, x.to(device), methods, target,
-                      metrics, compare_options, progress, keep_maps,
-                      {**settings, "description": _describe_test(settings)}, seed, explainer)
+        return run_sweep("model_randomization", work, gen, n_steps, x.to(device), methods,
+                         target=target, metrics=metrics, compare_options=compare_options,
+                         progress=progress, keep_maps=keep_maps,
+                         settings={**settings, "description": _describe_test(settings)},
+                         seed=seed, explainer=explainer)
 
     return _cached_or_run(cache, config, run)
 
 
-def data_randomization_test(true_model, random_label_model, x, methods=DEFAULT_METHODS, *,
-                            target="argmax", metrics=_DEFAULT_METRICS, seed=0, device=None,
-                            progress=True, keep_maps=True, cache=False, compare_options=None,
-                            explainer=None):
+def data_randomization_test(true_model: nn.Module, random_label_model: nn.Module,
+                            x: torch.Tensor,
+                            methods: Sequence[str] | Mapping[str, Mapping[str, Any] | None]
+                            = DEFAULT_METHODS, *,
+                            target: str | int | Sequence[int] | torch.Tensor = "argmax",
+                            metrics: Sequence[str] = _DEFAULT_METRICS, seed: int = 0,
+                            device: str | torch.device | None = None, progress: bool = True,
+                            keep_maps: bool = True, cache: bool = False,
+                            compare_options: Mapping[str, Any] | None = None,
+                            explainer: Callable[..., Mapping[str, torch.Tensor]] | None = None,
+                            ) -> SanityCheckResult:
     """The data randomization test (Adebayo et al. 2018, section 5).
 
     Explains the same inputs under a model trained on the true labels (step 0,
@@ -347,7 +368,9 @@ def data_randomization_test(true_model, random_label_model, x, methods=DEFAULT_M
         work = _working_copy(true_model, device)
         steps = [("random labels", _working_copy(random_label_model, device))]
         return run_sweep("data_randomization", work, iter(steps), 1, x.to(device), methods,
-                      target, metrics, compare_options, progress, keep_maps,
-                      {**settings, "description": _describe_test(settings)}, seed, explainer)
+                         target=target, metrics=metrics, compare_options=compare_options,
+                         progress=progress, keep_maps=keep_maps,
+                         settings={**settings, "description": _describe_test(settings)},
+                         seed=seed, explainer=explainer)
 
     return _cached_or_run(cache, config, run)

@@ -5,9 +5,13 @@ misleading on *your* model: train mode, a non-deterministic forward pass, inputs
 range, chance accuracy, collapsed predictions, a bad choice of layer groups, and methods that
 cannot explain the model at all.
 """
+from __future__ import annotations
+
 import copy
 import numbers
 import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -50,7 +54,11 @@ def _try_method(model, x, method, settings):
     return "ok", f"maps {tuple(maps.shape[1:])}"
 
 
-def preflight(model, x, methods=None, *, labels=None, groups=None, n_images=2):
+def preflight(model: nn.Module, x: torch.Tensor,
+              methods: Sequence[str] | Mapping[str, Mapping[str, Any] | None] | None = None, *,
+              labels: torch.Tensor | None = None,
+              groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
+              n_images: int = 2) -> pd.DataFrame:
     """Check a model and its inputs before running the sanity checks on them.
 
     Runs cheap checks and returns one row each, with a status (:data:`STATUSES`) and a

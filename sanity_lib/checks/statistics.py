@@ -8,6 +8,7 @@ their per-image differences (paired), not by two overlapping intervals.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sanity_lib._validation import check_int, check_real
 
@@ -24,7 +25,7 @@ def _clean(values, name="values") -> np.ndarray:
     return arr[~np.isnan(arr)]
 
 
-def bootstrap_interval(values, level: float = LEVEL, n_boot: int = N_BOOTSTRAP,
+def bootstrap_interval(values: ArrayLike, *, level: float = LEVEL, n_boot: int = N_BOOTSTRAP,
                        seed: int = 0) -> tuple[float, float, float]:
     """Mean of ``values`` and its percentile bootstrap interval; NaN values are left out.
 
@@ -68,8 +69,8 @@ def bootstrap_interval(values, level: float = LEVEL, n_boot: int = N_BOOTSTRAP,
     return mean, float(low), float(high)
 
 
-def paired_difference(a, b, level: float = LEVEL, n_boot: int = N_BOOTSTRAP,
-                      seed: int = 0) -> tuple[float, float, float]:
+def paired_difference(a: ArrayLike, b: ArrayLike, *, level: float = LEVEL,
+                      n_boot: int = N_BOOTSTRAP, seed: int = 0) -> tuple[float, float, float]:
     """Mean per-image difference ``a - b`` with its bootstrap interval (a paired comparison).
 
     Use it to say whether one method's similarity is higher than another's on the *same*

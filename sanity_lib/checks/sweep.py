@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import numbers
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,7 +157,10 @@ def _argmax(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
                           for i in range(0, x.shape[0], _ARGMAX_BATCH)]).cpu()
 
 
-def default_explainer(model, x, methods, target):
+def default_explainer(model: nn.Module, x: torch.Tensor,
+                      methods: Mapping[str, Mapping[str, Any] | None] | Sequence[str],
+                      target: int | Sequence[int] | torch.Tensor | None,
+                      ) -> dict[str, torch.Tensor]:
     """The sweep's explainer: every method's maps for one model, sharing passes.
 
     This is :func:`sanity_lib.saliency.explain_all`: one plain pass gives gradient,
@@ -215,8 +220,12 @@ def _explain_step(model, x, methods, target, step, layer, explainer):
     return out
 
 
-def run_sweep(test, original, steps, n_steps, x, methods, target, metrics, compare_options,
-           progress, keep_maps, settings, seed, explainer):
+def run_sweep(test: str, original: nn.Module, steps: Iterable[tuple[str, nn.Module]],
+              n_steps: int, x: torch.Tensor, methods: Mapping[str, Mapping[str, Any]], *,
+              target: str | torch.Tensor, metrics: Sequence[str],
+              compare_options: Mapping[str, Any], progress: bool, keep_maps: bool,
+              settings: dict, seed: int,
+              explainer: Callable[..., Mapping[str, torch.Tensor]]) -> SanityCheckResult:
     """Explain the original model and every step's model, compare, and tabulate."""
     from tqdm.auto import tqdm
 

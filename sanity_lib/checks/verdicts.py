@@ -10,12 +10,19 @@ A verdict is a summary, not a proof: passing is necessary, not sufficient (a met
 returns noise passes), and the numbers depend on the metric, on absolute vs signed maps and
 on the step you judge at. The book's chapter 8 discusses each of these.
 """
+from __future__ import annotations
+
 import numbers
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .result import PASS_THRESHOLD
+
+if TYPE_CHECKING:
+    from .result import SanityCheckResult
 
 __all__ = ["verdict", "VERDICTS", "DEFAULT_THRESHOLD", "DEFAULT_MARGIN"]
 
@@ -69,8 +76,9 @@ def _one_verdict(result, metric, by, threshold, margin):
     return pd.DataFrame(rows)
 
 
-def verdict(results, metric="spearman_abs", by=1, threshold=DEFAULT_THRESHOLD,
-            margin=DEFAULT_MARGIN):
+def verdict(results: SanityCheckResult | Sequence[SanityCheckResult], *,
+            metric: str = "spearman_abs", by: int | str = 1,
+            threshold: float = DEFAULT_THRESHOLD, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
     """Pass or fail per method, judged at one step chosen in advance, against the noise floor.
 
     For each method, the mean similarity (over images) between the original map and the

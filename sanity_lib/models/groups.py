@@ -3,9 +3,12 @@
 A "layer group" is a named submodule: one layer (``conv1``), or a block of layers that
 the paper randomizes together (Inception's ``Mixed_6b``, EfficientNet's ``stage4``).
 """
+from __future__ import annotations
+
 import difflib
 import numbers
 import warnings
+from collections.abc import Sequence
 
 import pandas as pd
 import torch
@@ -97,7 +100,8 @@ def _warn_tied(groups: list) -> None:
                 return
 
 
-def in_forward_order(model: nn.Module, groups, x) -> list:
+def in_forward_order(model: nn.Module, groups: Sequence[str | tuple[str, str | nn.Module]] | None,
+                     x: torch.Tensor) -> list[tuple[str, nn.Module]]:
     """``groups`` resolved and sorted by when the forward pass first runs each of them.
 
     The randomization tests go from the last group down (top-down) or from the first up, so
@@ -136,7 +140,9 @@ def in_forward_order(model: nn.Module, groups, x) -> list:
     return ordered
 
 
-def layer_groups(model: nn.Module, groups=None) -> list:
+def layer_groups(model: nn.Module,
+                 groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
+                 ) -> list[tuple[str, nn.Module]]:
     """The model's layer groups as ``[(name, module), ...]``, ordered input -> output.
 
     Where the groups come from, first match wins:
@@ -230,7 +236,8 @@ def _forward_order(model, x):
     return order
 
 
-def list_modules(model, x=None, depth=1):
+def list_modules(model: nn.Module, x: torch.Tensor | None = None, *,
+                 depth: int = 1) -> pd.DataFrame:
     """The model's submodules up to ``depth``: candidates for layer groups.
 
     Parameters
@@ -284,7 +291,8 @@ def list_modules(model, x=None, depth=1):
     return table.drop(columns="module").set_index("name")
 
 
-def group_problems(model, groups, x=None):
+def group_problems(model: nn.Module, groups: Sequence[str | tuple[str, str | nn.Module]],
+                   x: torch.Tensor | None = None) -> list[str]:
     """What is wrong with a choice of layer groups for the randomization tests, in words.
 
     A good grouping for :func:`sanity_lib.model_randomization_test` names modules of the

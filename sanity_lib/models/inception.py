@@ -17,6 +17,8 @@ Two pitfalls for saliency work, kept visible here:
   ``nn.ReLU`` module, so hooks and Captum's guided backpropagation cannot see them.
   Use ``sanity_lib.saliency`` (which handles this), not Captum's GuidedBackprop directly.
 """
+from __future__ import annotations
+
 from urllib.error import URLError
 
 import torch
@@ -82,7 +84,7 @@ def _download_state_dict(weights) -> dict:
         ) from None
 
 
-def inception_v3(pretrained: bool = False, aux_logits: bool = True,
+def inception_v3(pretrained: bool = False, *, aux_logits: bool = True,
                  init_weights: bool = True) -> InceptionV3:
     """Inception v3 (Szegedy et al. 2016) from torchvision, in eval mode.
 

@@ -3,6 +3,8 @@
 Every activation is its own module and nothing works in place, so hooks and the guided
 backpropagation wrapper see every rectifier, and randomizing a layer touches one module.
 """
+from __future__ import annotations
+
 import torch
 from torch import nn
 
@@ -89,7 +91,7 @@ class MnistMLP(nn.Module):
         return self.logits(x)
 
 
-def mnist_cnn(activation: str = "relu", seed: int | None = 0) -> MnistCNN:
+def mnist_cnn(activation: str = "relu", *, seed: int | None = 0) -> MnistCNN:
     """The paper's MNIST CNN, freshly initialized (train it with ``sanity_lib.training``).
 
     Parameters
@@ -112,7 +114,7 @@ def mnist_cnn(activation: str = "relu", seed: int | None = 0) -> MnistCNN:
         return MnistCNN(activation).eval()
 
 
-def mnist_mlp(activation: str = "relu", seed: int | None = 0) -> MnistMLP:
+def mnist_mlp(activation: str = "relu", *, seed: int | None = 0) -> MnistMLP:
     """The paper's MNIST multilayer perceptron, freshly initialized.
 
     Examples

@@ -5,8 +5,14 @@ One loop, :func:`noise_average`, serves every noisy method computed one at a tim
 :class:`Smoothed` explainer (smooth MPRT). The fused sweep engine (``_shared.py``) draws the
 same noise, image by image, so that its SmoothGrad and VarGrad equal these.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import torch
+from torch import nn
 
 __all__ = ["smoothgrad_noise", "noise_average", "noisy_statistic", "Smoothed"]
 
@@ -29,7 +35,7 @@ def _noise(x: torch.Tensor, start: int, n_samples: int, noise_level: float, seed
     return noise * std.reshape((1, -1) + (1,) * (x.dim() - 1))
 
 
-def smoothgrad_noise(x: torch.Tensor, n_samples: int = 50, noise_level: float = 0.15,
+def smoothgrad_noise(x: torch.Tensor, *, n_samples: int = 50, noise_level: float = 0.15,
                      seed: int = 0) -> torch.Tensor:
     """The exact noise that SmoothGrad, VarGrad and IG-SmoothGrad add to each image.
 
@@ -68,7 +74,9 @@ def smoothgrad_noise(x: torch.Tensor, n_samples: int = 50, noise_level: float = 
     return _noise(x, 0, n_samples, noise_level, seed)
 
 
-def noise_average(fn, x, target, noise, rows_per_call: int, statistic: str = "mean"):
+def noise_average(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | dict],
+                  x: torch.Tensor, target: torch.Tensor, noise: torch.Tensor,
+                  rows_per_call: int, statistic: str = "mean") -> torch.Tensor | dict:
     """Mean (or population variance) of ``fn`` over the noisy copies ``x + noise[s]``.
 
     Parameters
@@ -120,7 +128,9 @@ def noise_average(fn, x, target, noise, rows_per_call: int, statistic: str = "me
     return result[""] if single else result
 
 
-def noisy_statistic(fn, x, target, start, opts, statistic="mean"):
+def noisy_statistic(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | dict],
+                    x: torch.Tensor, target: torch.Tensor, start: int,
+                    opts: Mapping[str, Any], statistic: str = "mean") -> torch.Tensor | dict:
     """:func:`noise_average` with SmoothGrad's noise for images ``start, start + 1, ...``
     (one chunk of :func:`explain`'s batch) and the settings ``opts`` of the method."""
     noise = _noise(x, start, opts["n_samples"], opts["noise_level"], opts["seed"])
@@ -130,10 +140,10 @@ def noisy_statistic(fn, x, target, start, opts, statistic="mean"):
 class Smoothed:
     """An explainer averaged over noisy copies of the input: the noise wrapper of the sweeps.
 
-    ``Smoothed(inner, n_samples, noise_level, seed)(model, x, methods, target)`` is, for every
-    method, ``mean_s inner(model, x + noise_s, methods, target)[method]`` with the exact noise
-    SmoothGrad uses (:func:`smoothgrad_noise`, the same draws for the same ``seed`` at every
-    step of a sweep). Every noisy copy explains the same class, ``target``. Wrapping the
+    ``Smoothed(inner, n_samples=..., noise_level=..., seed=...)(model, x, methods, target)``
+    is, for every method, ``mean_s inner(model, x + noise_s, methods, target)[method]`` with
+    the exact noise SmoothGrad uses (:func:`smoothgrad_noise`, the same draws for the same
+    ``seed`` at every step of a sweep). Every noisy copy explains the same class, ``target``. Wrapping the
     gradient gives SmoothGrad; wrapping every method of a sweep gives the denoised maps of
     smooth MPRT (Hedström et al. 2023), and
     ``model_randomization_test(..., explainer=Smoothed(...))`` is smooth MPRT.
@@ -163,8 +173,9 @@ class Smoothed:
     True
     """
 
-    def __init__(self, inner=None, n_samples: int = 10, noise_level: float = 0.1,
-                 seed: int = 0, rows_per_call: int = 256):
+    def __init__(self, inner: Callable[..., Mapping[str, torch.Tensor]] | None = None, *,
+                 n_samples: int = 10, noise_level: float = 0.1, seed: int = 0,
+                 rows_per_call: int = 256) -> None:
         from sanity_lib._validation import check_int, check_real
 
         if inner is not None and not callable(inner):
@@ -186,12 +197,15 @@ class Smoothed:
         return (f"smoothed(n_samples={self.n_samples}, noise_level={self.noise_level!r}, "
                 f"seed={self.seed}, inner={inner})")
 
-    def __call__(self, model, x, methods, target):
+    def __call__(self, model: nn.Module, x: torch.Tensor,
+                 methods: Mapping[str, Mapping[str, Any] | None] | Sequence[str],
+                 target: int | Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
         from sanity_lib.saliency._shared import explain_all
 
         inner = self.inner or (lambda m, rows, ms, t: explain_all(m, rows, ms, target=t))
         target = torch.as_tensor(target, dtype=torch.long).reshape(-1).to(x.device)
-        noise = smoothgrad_noise(x.detach().cpu(), self.n_samples, self.noise_level,
-                                 self.seed).to(x.device, x.dtype)
+        noise = smoothgrad_noise(x.detach().cpu(), n_samples=self.n_samples,
+                                 noise_level=self.noise_level,
+                                 seed=self.seed).to(x.device, x.dtype)
         return noise_average(lambda rows, t: inner(model, rows, methods, t), x, target,
                              noise, self.rows_per_call)

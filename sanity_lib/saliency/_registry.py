@@ -12,7 +12,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Method", "REGISTRY", "PAPER_ROLES", "SHARED_PASSES", "register", "method_key",
            "lookup", "method_label", "method_table"]
@@ -140,7 +143,7 @@ def _names() -> dict[str, str]:
     return names
 
 
-def lookup(text) -> str | None:
+def lookup(text: object) -> str | None:
     """The canonical name for a method's name, label or alias; None if it names none.
 
     This is the forgiving reading the graders use for what a student typed.
@@ -177,7 +180,7 @@ def method_label(name: str) -> str:
     return method.label if method is not None else name
 
 
-def method_table():
+def method_table() -> pd.DataFrame:
     """The registry as a table: one row per method, for the docs and the book.
 
     Returns

@@ -19,12 +19,20 @@ The linear-model analysis needs no helper: :func:`sanity_lib.models.linear_model
 Images here are **pixels in [0, 1]** (``sl.data.sample_images``, ``sl.data.load_mnist``),
 N x C x H x W or N x H x W; colour images become grey by averaging their channels.
 """
+from __future__ import annotations
+
 import numbers
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 from sanity_lib._validation import check_choices, check_int
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "EDGE_DETECTORS", "DETECTOR_LABELS",
@@ -82,7 +90,8 @@ def _sobel_conv(gray):
         return model.act(model.conv(x)).sum(dim=1).numpy()
 
 
-def edge_maps(images, kind="sobel", sigma=1.0):
+def edge_maps(images: torch.Tensor | np.ndarray, kind: str = "sobel", *,
+              sigma: float = 1.0) -> torch.Tensor:
     """Edge maps of images by a classic edge detector, one H x W map per image.
 
     Every detector sees the grey image: the mean of the colour channels.
@@ -157,8 +166,11 @@ def _reduce_channels(arr, metric):
     return arr.sum(axis=1) if metric == "spearman_diverging" else np.abs(arr).sum(axis=1)
 
 
-def edge_similarity(maps, images, detectors=("sobel", "canny"), metrics=("spearman_abs",),
-                    sigma=1.0):
+def edge_similarity(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor | np.ndarray],
+                    images: torch.Tensor | np.ndarray, *,
+                    detectors: str | Sequence[str] = ("sobel", "canny"),
+                    metrics: str | Sequence[str] = ("spearman_abs",),
+                    sigma: float = 1.0) -> pd.DataFrame:
     """How much saliency maps look like the edge maps of their images, per image.
 
     Each saliency map is compared with the edge map (:func:`edge_maps`) of its own image by
@@ -238,7 +250,8 @@ def edge_similarity(maps, images, detectors=("sobel", "canny"), metrics=("spearm
 
 # ----------------------------------------------------------------------------- x * random
 
-def input_times_random_correlation(x, n_pairs=5, seed=0):
+def input_times_random_correlation(x: torch.Tensor | np.ndarray, *, n_pairs: int = 5,
+                                   seed: int = 0) -> pd.DataFrame:
     """Rank correlation of ``x * u`` with ``x * v`` for independent random ``u`` and ``v``.
 
     The paper's section 5 argument, measured: for each of ``n_pairs`` pairs, ``u`` and ``v``
@@ -304,8 +317,11 @@ def input_times_random_correlation(x, n_pairs=5, seed=0):
 
 # ----------------------------------------------------------------------------- figure
 
-def plot_edge_similarity(table, detector="sobel", metric="spearman_abs", groups="model",
-                         floor=None, ax=None, methods=None, title=None):
+def plot_edge_similarity(table: pd.DataFrame, *, detector: str = "sobel",
+                         metric: str = "spearman_abs", groups: str = "model",
+                         floor: float | None = None, ax: Axes | None = None,
+                         methods: Sequence[str] | None = None,
+                         title: str | None = None) -> Figure:
     """Edge similarity per method, one dot per image, grouped (coloured) by model.
 
     Parameters

@@ -49,13 +49,23 @@ Examples
 >>> round(concavity([1.0, 0.3, 0.15, 0.1, 0.08]), 3)      # fast, then slow
 -0.775
 """
+from __future__ import annotations
+
 import numbers
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import torch
+from numpy.typing import ArrayLike
 from torch import nn
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "NoiseSweep", "weight_scales", "noise_sweep", "mean_curves", "seed_summary", "concavity",
@@ -123,7 +133,9 @@ def _check_columns(table, needed, what):
 
 # ----------------------------------------------------------------------------- weights
 
-def weight_scales(model, groups=None):
+def weight_scales(model: nn.Module,
+                  groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
+                  ) -> pd.DataFrame:
     """The spread of every parameter tensor of each layer group, input to output.
 
     Additive noise of standard deviation ``std`` means little or a lot depending on how
@@ -211,7 +223,7 @@ class NoiseSweep:
         """Metric -> noise floor (the same for every test: it depends on the maps' shape)."""
         return dict(next(iter(self.results.values())).noise_floor)
 
-    def results_by_std(self, seed=None) -> dict:
+    def results_by_std(self, seed: int | None = None) -> dict:
         """``{noise_std: result}`` for one seed (default the first), as
         :func:`sanity_lib.course.widgets.noise_explorer` takes it."""
         seed = self.seeds[0] if seed is None else seed
@@ -219,9 +231,9 @@ class NoiseSweep:
             raise ValueError(f"seed={seed!r} is not in this sweep; it has seeds {self.seeds}")
         return {s: self.results[(s, seed)] for s in self.stds}
 
-    def curves(self, metric="spearman_diverging") -> pd.DataFrame:
+    def curves(self, metric: str = "spearman_diverging") -> pd.DataFrame:
         """:func:`mean_curves` of this sweep's table."""
-        return mean_curves(self.table, metric, self.layers)
+        return mean_curves(self.table, metric, layers=self.layers)
 
     def __repr__(self) -> str:
         kind = "relative" if self.relative else "absolute"
@@ -230,8 +242,10 @@ class NoiseSweep:
                 f"rows={len(self.table)})")
 
 
-def noise_sweep(model, x, methods, stds, seeds=(0,), relative=False, *, progress=True,
-                **options):
+def noise_sweep(model: nn.Module, x: torch.Tensor,
+                methods: Sequence[str] | Mapping[str, Mapping[str, Any] | None],
+                stds: Sequence[float], seeds: Sequence[int] = (0,), *,
+                relative: bool = False, progress: bool = True, **options: Any) -> NoiseSweep:
     """Run the Gaussian-noise test at every noise std with every seed.
 
     One :func:`sanity_lib.model_randomization_test` with ``mode="gaussian_noise"`` per
@@ -298,7 +312,8 @@ def noise_sweep(model, x, methods, stds, seeds=(0,), relative=False, *, progress
 
 # ----------------------------------------------------------------------------- curves
 
-def mean_curves(table, metric="spearman_diverging", layers=None):
+def mean_curves(table: pd.DataFrame, metric: str = "spearman_diverging", *,
+                layers: Sequence[str] | None = None) -> pd.DataFrame:
     """Similarity against step, averaged over the images, for every std, seed and method.
 
     Parameters
@@ -351,7 +366,7 @@ def mean_curves(table, metric="spearman_diverging", layers=None):
     return out[_CURVE_COLUMNS].reset_index(drop=True)
 
 
-def seed_summary(curves):
+def seed_summary(curves: pd.DataFrame) -> pd.DataFrame:
     """Average the curves of :func:`mean_curves` over seeds, with their spread.
 
     Returns
@@ -380,7 +395,7 @@ def seed_summary(curves):
 
 # ----------------------------------------------------------------------------- shape
 
-def concavity(values, min_drop=MIN_DROP):
+def concavity(values: ArrayLike, *, min_drop: float = MIN_DROP) -> float:
     """The concavity index of a curve: its signed bow against its chord, in [-1, 1].
 
     See the module documentation: +1 is "flat, then a drop at the last step" (as concave
@@ -421,7 +436,7 @@ def concavity(values, min_drop=MIN_DROP):
     return float(2.0 * np.sum(y[1:-1] - chord) / ((n_steps - 1) * drop))
 
 
-def second_differences(values):
+def second_differences(values: ArrayLike) -> np.ndarray:
     """``y[k+1] - 2 y[k] + y[k-1]`` for k = 1 ... L-1: negative where the curve bends down
     (concave), positive where it bends up (convex).
 
@@ -452,7 +467,8 @@ def _strict(d2, tol=1e-9):
     return "mixed"
 
 
-def curve_shapes(curves, tolerance=SHAPE_TOLERANCE, min_drop=MIN_DROP):
+def curve_shapes(curves: pd.DataFrame, *, tolerance: float = SHAPE_TOLERANCE,
+                 min_drop: float = MIN_DROP) -> pd.DataFrame:
     """Concave or convex? The shape of every (std, method) curve, averaged over seeds.
 
     Parameters
@@ -487,12 +503,12 @@ def curve_shapes(curves, tolerance=SHAPE_TOLERANCE, min_drop=MIN_DROP):
     summary = seed_summary(curves)
     for (s, method), part in summary.groupby(["noise_std", "method"], dropna=False, sort=False):
         y = part.sort_values("step")["mean"].to_numpy()
-        per_seed = [concavity(c.sort_values("step")["value"].to_numpy(), min_drop)
+        per_seed = [concavity(c.sort_values("step")["value"].to_numpy(), min_drop=min_drop)
                     for _, c in curves[(curves["method"] == method)
                                        & ((curves["noise_std"] == s)
                                           | (pd.isna(s) & curves["noise_std"].isna()))]
                     .groupby("seed")]
-        kappa = concavity(y, min_drop)
+        kappa = concavity(y, min_drop=min_drop)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             lo, hi = np.nanmin(per_seed), np.nanmax(per_seed)
@@ -506,7 +522,7 @@ def curve_shapes(curves, tolerance=SHAPE_TOLERANCE, min_drop=MIN_DROP):
 
 # ----------------------------------------------------------------------------- sensitivity
 
-def sensitivity(curves):
+def sensitivity(curves: pd.DataFrame) -> pd.DataFrame:
     """How fast each method's map moves away from the original: the area above its curve.
 
     For one curve ``y_0 = 1, y_1 ... y_L``, the sensitivity is ``mean_k (1 - y_k)`` over the
@@ -546,8 +562,11 @@ def sensitivity(curves):
 
 # ----------------------------------------------------------------------------- accuracy
 
-def accuracy_under_noise(model, images, labels, stds, seeds=(0,), relative=False,
-                         groups=None):
+def accuracy_under_noise(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                         stds: Sequence[float], seeds: Sequence[int] = (0,), *,
+                         relative: bool = False,
+                         groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
+                         ) -> pd.DataFrame:
     """Test accuracy of the noisy models of :func:`sanity_lib.randomization.gaussian_noise`.
 
     Tells how much of the *function* a given noise level destroys, which is what a
@@ -603,8 +622,10 @@ def _method_color(method, available):
     return f"C{index % 10}"
 
 
-def plot_noise_curves(curves, metric_label="similarity to the original map", noise_floor=None,
-                      methods=None, axes=None, title=None, relative=False):
+def plot_noise_curves(curves: pd.DataFrame, metric_label: str = "similarity to the original map",
+                      *, noise_floor: float | None = None, methods: Sequence[str] | None = None,
+                      axes: Sequence[Axes] | None = None, title: str | None = None,
+                      relative: bool = False) -> Figure:
     """One panel per noise std: similarity against layers noised, one line per method.
 
     Lines are the mean over seeds of the image-mean curves; the band is +- one standard

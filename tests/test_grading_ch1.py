@@ -38,38 +38,95 @@ def _my_smoothgrad(model, x, n_samples=50, noise_level=0.15, seed=0, *, sigma_of
     noise = torch.randn((n_samples,) + tuple(x.shape), generator=gen)
     noisy = (x + sigma.view(1, -1, 1, 1, 1) * noise).reshape((-1,) + tuple(x.shape[1:]))
     grads = _autograd_gradient(model, noisy, target.repeat(n_samples)).reshape(noise.shape)
-    return {"mean": grads.mean(0), "sum": grads.sum(0), "var": grads.var(0)}[reduce]
+    return getattr(grads, reduce)(0)
 
 
 # ----------------------------------------------------------------------------- ch1_ex1
 
-def test_ex1_accepts_gradient_times_input_computed_with_plain_autograd():
-    assert "correct" in check("ch1_ex1", lambda model, x: x * _autograd_gradient(model, x))
+def _captum_gradient(model, x):
+    from captum.attr import Saliency
+
+    target = model(x).argmax(dim=1)
+    return Saliency(model).attribute(x.clone().requires_grad_(True), target=target, abs=False)
 
 
-@pytest.mark.parametrize("answer, message", [
-    (lambda model, x: _autograd_gradient(model, x), "returned the gradient itself"),
-    (lambda model, x: x * _autograd_gradient(model, x).abs(), r"\*absolute\* gradient"),
-    (lambda model, x: (x * _autograd_gradient(model, x)).abs(), "absolute value of x \\* g"),
-    (lambda model, x: x * _autograd_gradient(model, x, torch.zeros(len(x), dtype=torch.long)),
+def _in_place(model, x):
+    grad = _autograd_gradient(model, x)
+    x.mul_(grad)
+    return x
+
+
+def _library_gxi(model, x):
+    return sl.saliency.explain(model, x, "gradient_x_input")
+
+
+def _library_gxi_by_label(model, x):
+    from sanity_lib.saliency import explain_all
+
+    return explain_all(model, x, ["Gradient ⊙ Input"])["gradient_x_input"]
+
+
+def _captum_gxi(model, x):
+    from captum.attr import InputXGradient
+
+    target = model(x).argmax(dim=1)
+    return InputXGradient(model).attribute(x.clone().requires_grad_(True), target=target)
+
+
+def _raises(model, x):
+    return x * torch.ones(3, 3)   # a shape error inside torch
+
+
+RIGHT_EX1 = [
+    ("plain autograd", lambda model, x: x * _autograd_gradient(model, x)),
+    ("the library's gradient, as the exercise says",
+     lambda model, x: x * sl.saliency.explain(model, x, "gradient")),
+    ("the gradient in numpy", lambda model, x: torch.from_numpy(
+        x.numpy() * _autograd_gradient(model, x).numpy())),
+    ("Captum's Saliency (the gradient) times x",
+     lambda model, x: x * _captum_gradient(model, x)),
+]
+
+WRONG_EX1 = [
+    ("the gradient itself", lambda model, x: _autograd_gradient(model, x),
+     "returned the gradient itself"),
+    ("absolute gradient", lambda model, x: x * _autograd_gradient(model, x).abs(),
+     r"\*absolute\* gradient"),
+    ("absolute product", lambda model, x: (x * _autograd_gradient(model, x)).abs(),
+     "absolute value of x \\* g"),
+    ("class 0 for every image",
+     lambda model, x: x * _autograd_gradient(model, x, torch.zeros(len(x), dtype=torch.long)),
      "class 0"),
-    (lambda model, x: (x * _autograd_gradient(model, x)).sum(dim=1), "shape"),
-])
-def test_ex1_names_the_typical_mistakes(answer, message):
+    ("channels summed", lambda model, x: (x * _autograd_gradient(model, x)).sum(dim=1),
+     "summed over the colour channels"),
+    ("input plus gradient", lambda model, x: x + _autograd_gradient(model, x), "added"),
+    ("made-up map: zeros", lambda model, x: torch.zeros_like(x), "differs from"),
+    ("the library's gradient_x_input", _library_gxi,
+     r"calls sanity_lib.saliency.explain\(\.\.\., 'gradient_x_input'\)"),
+    ("the library's method by its label, through explain_all", _library_gxi_by_label,
+     "calls sanity_lib.saliency.explain_all"),
+    ("Captum's InputXGradient", _captum_gxi, "calls captum.attr._core.input_x_gradient"),
+    ("changes x in place", _in_place, "changed its argument `x` in place"),
+    ("not a function", torch.zeros(3), "function `gradient_x_input` itself"),
+    ("None", None, "function `gradient_x_input` itself, got None"),
+    ("a string", "x * grad", "function `gradient_x_input` itself"),
+    ("wrong signature", lambda x: x, r"cannot be called as gradient_x_input\(model, x\)"),
+    ("raises inside torch", _raises, "raised RuntimeError"),
+    ("returns None", lambda model, x: None, "should be a torch tensor of numbers, got None"),
+    ("returns a string", lambda model, x: "map", "should be a torch tensor of numbers"),
+    ("wrong shape", lambda model, x: torch.zeros(3, 3), "expected the input's shape"),
+]
+
+
+@pytest.mark.parametrize("name, answer", RIGHT_EX1, ids=[r[0] for r in RIGHT_EX1])
+def test_ex1_accepts_correct_alternatives(name, answer):
+    assert "correct" in check("ch1_ex1", answer)
+
+
+@pytest.mark.parametrize("name, answer, message", WRONG_EX1, ids=[w[0] for w in WRONG_EX1])
+def test_ex1_rejects_wrong_answers_saying_why(name, answer, message):
     with pytest.raises(CheckFailed, match=message):
         check("ch1_ex1", answer)
-
-
-def test_ex1_rejects_changing_the_input_and_a_non_function():
-    def in_place(model, x):
-        grad = _autograd_gradient(model, x)
-        x.mul_(grad)
-        return x
-
-    with pytest.raises(CheckFailed, match="in place"):
-        check("ch1_ex1", in_place)
-    with pytest.raises(CheckFailed, match="function `gradient_x_input` itself"):
-        check("ch1_ex1", torch.zeros(3))
 
 
 # ----------------------------------------------------------------------------- ch1_ex2
@@ -103,6 +160,91 @@ def test_ex2_rejects_the_plain_gradient_and_a_wrong_noise_level():
 
     with pytest.raises(CheckFailed, match="more than random noise can explain"):
         check("ch1_ex2", too_much_noise)
+
+
+def _loop_smoothgrad(model, x, n_samples=50, noise_level=0.15, seed=0):
+    """The exercise's recipe, one explain(..., 'gradient') call per noisy batch."""
+    gen = torch.Generator().manual_seed(seed)
+    target = model(x).argmax(dim=1)
+    sigma = noise_level * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
+    total = torch.zeros_like(x)
+    for _ in range(n_samples):
+        noisy = x + sigma.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=gen)
+        total = total + sl.saliency.explain(model, noisy, "gradient", target=target)
+    return total / n_samples
+
+
+def _library_smoothgrad(model, x, n_samples=50, noise_level=0.15, seed=0):
+    return sl.saliency.explain(model, x, "SmoothGrad", n_samples=n_samples,
+                               noise_level=noise_level, seed=seed)
+
+
+def _captum_smoothgrad(model, x, n_samples=50, noise_level=0.15, seed=0):
+    from captum.attr import NoiseTunnel, Saliency
+
+    torch.manual_seed(seed)
+    sigma = noise_level * float(x.max() - x.min())
+    return NoiseTunnel(Saliency(model)).attribute(
+        x.clone().requires_grad_(True), nt_type="smoothgrad", nt_samples=n_samples,
+        stdevs=sigma, target=model(x).argmax(dim=1), abs=False)
+
+
+def _unseeded(model, x, n_samples=50, noise_level=0.15, seed=0):
+    return _my_smoothgrad(model, x, n_samples, noise_level, int(torch.randint(10**6, ())))
+
+
+def _seed_ignored(model, x, n_samples=50, noise_level=0.15, seed=0):
+    return _my_smoothgrad(model, x, n_samples, noise_level, 0)
+
+
+def _noise_level_ignored(model, x, n_samples=50, noise_level=0.15, seed=0):
+    return _my_smoothgrad(model, x, n_samples, 0.15, seed)
+
+
+def _n_samples_ignored(model, x, n_samples=50, noise_level=0.15, seed=0):
+    return _my_smoothgrad(model, x, 50, noise_level, seed)
+
+
+def _noise_in_place(model, x, n_samples=50, noise_level=0.15, seed=0):
+    out = _my_smoothgrad(model, x, n_samples, noise_level, seed)
+    x.add_(0.01 * torch.randn_like(x))
+    return out
+
+
+RIGHT_EX2 = [
+    ("plain autograd, all copies in one batch", _my_smoothgrad),
+    ("a loop over explain(..., 'gradient', target=...)", _loop_smoothgrad),
+]
+
+WRONG_EX2 = [
+    ("the library's smoothgrad", _library_smoothgrad,
+     r"calls sanity_lib.saliency.explain\(\.\.\., 'SmoothGrad'\)"),
+    ("Captum's NoiseTunnel", _captum_smoothgrad, "calls captum.attr._core.noise_tunnel"),
+    ("the global random state", _unseeded, "not drawn from the seed"),
+    ("a fixed seed", _seed_ignored, "ignores `seed`"),
+    ("noise_level fixed at 0.15", _noise_level_ignored, "use its `noise_level` argument"),
+    ("n_samples fixed at 50", _n_samples_ignored, "ignores its `n_samples` argument"),
+    ("changes x in place", _noise_in_place, "changed its argument `x` in place"),
+    ("the plain gradient", lambda model, x, **kw: _autograd_gradient(model, x), "plain gradient"),
+    ("made-up map: zeros", lambda model, x, **kw: torch.zeros_like(x),
+     "more than random noise can explain"),
+    ("wrong signature", lambda model, x: _autograd_gradient(model, x),
+     r"cannot be called as smoothgrad\(model, x, n_samples=50"),
+    ("None", None, "function `smoothgrad` itself, got None"),
+    ("returns a list", lambda model, x, **kw: [0.0], "should be a torch tensor of numbers"),
+    ("raises", lambda model, x, **kw: model(x[0]), "raised"),
+]
+
+
+@pytest.mark.parametrize("name, answer", RIGHT_EX2, ids=[r[0] for r in RIGHT_EX2])
+def test_ex2_accepts_correct_alternatives(name, answer):
+    assert "correct" in check("ch1_ex2", answer)
+
+
+@pytest.mark.parametrize("name, answer, message", WRONG_EX2, ids=[w[0] for w in WRONG_EX2])
+def test_ex2_rejects_wrong_answers_saying_why(name, answer, message):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch1_ex2", answer)
 
 
 # ----------------------------------------------------------------------------- ch1_ex3
@@ -145,13 +287,68 @@ def test_ex3_accepts_an_independent_guided_relu():
     assert "correct" in check("ch1_ex3", _Guided)
 
 
-@pytest.mark.parametrize("answer, message", [
-    (_PlainBackward, "ordinary ReLU backward"),
-    (_Deconvnet, "deconvnet"),
-    (_WrongForward, "forward pass"),
-    (lambda z: z.clamp(min=0), "class `GuidedReLU` itself"),
-])
-def test_ex3_names_the_typical_mistakes(answer, message):
+class _BorrowsTheLibrary(torch.autograd.Function):
+    """Hands the work to the library's own guided rectifier."""
+
+    @staticmethod
+    def forward(ctx, z):
+        from sanity_lib.saliency._guided import _GuidedRectifier
+
+        ctx.save_for_backward(z)
+        return z.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        from sanity_lib.saliency._guided import _GuidedRectifier
+
+        (z,) = ctx.saved_tensors
+        return _GuidedRectifier.backward(type("C", (), {"saved_tensors": (z.clamp(min=0),),
+                                                          "upper": None})(), grad)[0]
+
+
+class _ForwardRaises(_Guided):
+    @staticmethod
+    def forward(ctx, z):
+        return z @ torch.ones(2)      # a shape error inside torch
+
+
+class _BackwardWrongShape(_Guided):
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.sum()
+
+
+class _AbsBackward(_Guided):
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return grad.abs() * (z > 0)
+
+
+class _NegativeMask(_Guided):
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (z < 0)
+
+
+WRONG_EX3 = [
+    ("ordinary backward", _PlainBackward, "ordinary ReLU backward"),
+    ("deconvnet rule", _Deconvnet, "deconvnet"),
+    ("absolute gradient", _AbsBackward, "absolute value"),
+    ("mask where z < 0", _NegativeMask, "\\*negative\\*"),
+    ("identity forward", _WrongForward, "forward pass"),
+    ("the library's rectifier", _BorrowsTheLibrary, "calls sanity_lib.saliency._guided"),
+    ("forward raises", _ForwardRaises, "forward pass\\) raised RuntimeError"),
+    ("backward of the wrong shape", _BackwardWrongShape, "backward pass of GuidedReLU raised"),
+    ("a function instead of the class", lambda z: z.clamp(min=0), "class `GuidedReLU` itself"),
+    ("torch's ReLU module", torch.nn.ReLU, "class `GuidedReLU` itself"),
+    ("None", None, "class `GuidedReLU` itself"),
+]
+
+
+@pytest.mark.parametrize("name, answer, message", WRONG_EX3, ids=[w[0] for w in WRONG_EX3])
+def test_ex3_rejects_wrong_answers_saying_why(name, answer, message):
     with pytest.raises(CheckFailed, match=message):
         check("ch1_ex3", answer)
 
@@ -193,11 +390,14 @@ def edge_case():
     rng = np.random.default_rng(0)
     noise = rng.standard_normal(edges.shape)
     scale = edges.std()
+    # the seven methods of the exercise, with designed maps: edges plus more and more noise
     maps = {
-        "edges_plus_noise": torch.from_numpy(edges + 0.3 * scale * noise)[:, None].float(),
-        "more_noise": torch.from_numpy(edges + 1.0 * scale * noise)[:, None].float(),
-        "even_more": torch.from_numpy(edges + 3.0 * scale * noise)[:, None].float(),
-        "pure_noise": torch.from_numpy(rng.standard_normal((3, 3, 64, 64))).float(),
+        "smoothgrad": torch.from_numpy(edges + 0.3 * scale * noise)[:, None].float(),
+        "guided_backprop": torch.from_numpy(edges + 1.0 * scale * noise)[:, None].float(),
+        "gradcam": torch.from_numpy(edges + 3.0 * scale * noise)[:, None].float(),
+        "guided_gradcam": torch.from_numpy(edges + 6.0 * scale * noise)[:, None].float(),
+        "integrated_gradients": torch.from_numpy(rng.standard_normal((3, 3, 64, 64))).float(),
+        "gradient_x_input": torch.from_numpy(rng.standard_normal((3, 3, 64, 64))).float(),
         "gradient": sl.saliency.explain(sl.models.one_conv_model(in_channels=3), photos,
                                         "gradient"),
     }
@@ -212,8 +412,8 @@ def edge_case():
 
 def test_edge_case_has_the_designed_order(edge_case):
     _, _, scores = edge_case
-    assert scores["edges_plus_noise"] > scores["more_noise"] > scores["even_more"] \
-        > scores["pure_noise"] + 0.1
+    assert scores["smoothgrad"] > scores["guided_backprop"] > scores["gradcam"] \
+        > scores["integrated_gradients"] + 0.1
 
 
 def test_ex4_accepts_scores_computed_with_scipy(edge_case):
@@ -256,6 +456,42 @@ def test_ex4_rejects_wrong_scores(edge_case):
         check("ch1_ex4", scores)
 
 
+def _other_photos(photos):
+    return sl.data.sample_images(64, names=["astronaut", "motorcycle", "coffee"])
+
+
+WRONG_EX4 = [
+    ("made-up numbers", lambda p, m, sc: ({k: 0.5 for k in sc}, m, p), "measured from your maps"),
+    ("scores of other photos' edges",
+     lambda p, m, sc: (sc, m, _other_photos(p)), "measured from your maps"),
+    ("a method missing from maps=",
+     lambda p, m, sc: (sc, {k: v for k, v in m.items() if k != "gradcam"}, p),
+     r"maps= has no maps of \['gradcam'\]"),
+    ("maps= not a dict", lambda p, m, sc: (sc, "maps", p), "maps= should be the dict.*got a str"),
+    ("a score that is not a number",
+     lambda p, m, sc: ({**sc, "gradient": "high"}, m, p), "should be a number, got a str"),
+    ("a NaN score", lambda p, m, sc: ({**sc, "gradient": float("nan")}, m, p),
+     "should be a number"),
+    ("the answer not a dict", lambda p, m, sc: (list(sc.values()), m, p), "should be a dict"),
+    ("an unknown method", lambda p, m, sc: ({**sc, "sobel": 0.1}, m, p),
+     "not a method name I know"),
+]
+
+
+@pytest.mark.parametrize("name, make, message", WRONG_EX4, ids=[w[0] for w in WRONG_EX4])
+def test_ex4_rejects_wrong_answers_saying_why(edge_case, name, make, message):
+    answer, maps, photos = make(*edge_case)
+    with pytest.raises(CheckFailed, match=message):
+        check("ch1_ex4", answer, maps=maps, images=photos)
+
+
+def test_ex4_accepts_method_names_by_label_and_alias(edge_case):
+    photos, maps, scores = edge_case
+    renamed = {sl.saliency.REGISTRY[m].label: v for m, v in scores.items()}
+    maps = {("IG" if m == "integrated_gradients" else m): v for m, v in maps.items()}
+    assert "correct" in check("ch1_ex4", renamed, maps=maps, images=photos)
+
+
 def test_ex5_accepts_the_top_three_and_near_ties(edge_case, monkeypatch):
     photos, maps, scores = edge_case
     top3 = sorted(scores, key=scores.get, reverse=True)[:3]
@@ -271,16 +507,16 @@ def test_ex5_accepts_the_top_three_and_near_ties(edge_case, monkeypatch):
 def test_ex5_rejects_a_low_ranked_method_and_malformed_lists(edge_case):
     photos, maps, scores = edge_case
     top3 = sorted(scores, key=scores.get, reverse=True)[:3]
-    with pytest.raises(CheckFailed, match=r"pure_noise ranks #\d of 5"):
-        check("ch1_ex5", top3[:2] + ["pure_noise"], maps=maps, images=photos)
-    with pytest.raises(CheckFailed, match="not one of the methods"):
-        check("ch1_ex5", top3[:2] + ["guided_backprop"], maps=maps, images=photos)
+    with pytest.raises(CheckFailed, match=r"integrated_gradients ranks #\d of 7"):
+        check("ch1_ex5", top3[:2] + ["IG"], maps=maps, images=photos)
+    with pytest.raises(CheckFailed, match="not a method name I know"):
+        check("ch1_ex5", top3[:2] + ["sobel"], maps=maps, images=photos)
     with pytest.raises(CheckFailed, match="twice"):
         check("ch1_ex5", [top3[0], top3[0], top3[1]], maps=maps, images=photos)
     with pytest.raises(CheckFailed, match="three"):
         check("ch1_ex5", top3[:2], maps=maps, images=photos)
     with pytest.raises(CheckFailed, match="list of method names"):
-        check("ch1_ex5", "edges_plus_noise", maps=maps, images=photos)
+        check("ch1_ex5", "smoothgrad", maps=maps, images=photos)
 
 
 def test_unanswered_stub_raises_not_implemented():

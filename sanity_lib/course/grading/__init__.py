@@ -75,6 +75,8 @@ def as_array(value, what: str, hint: str = "return the result of your computatio
     if isinstance(value, torch.Tensor):
         value = value.detach().to("cpu", torch.float64).numpy()
     try:
+        if isinstance(value, (str, bytes)) or value is None:   # np.asarray("0.5") is 0.5
+            raise TypeError
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise CheckFailed(f"{what} should be a torch tensor or a numpy array of numbers, got "
@@ -266,7 +268,7 @@ def _unchanged(value, before) -> bool:
 
 
 def call_student(fn, *args, name: str, usage: str, on: str = "", forbid=(), task: str = "",
-                 **kwargs):
+                 forbid_hint: str | None = None, **kwargs):
     """Call a student's function ``fn(*args, **kwargs)`` and return what it returns.
 
     Everything a check needs around the call, in one place: ``fn`` must be a function that
@@ -293,6 +295,8 @@ def call_student(fn, *args, name: str, usage: str, on: str = "", forbid=(), task
         Modules the function must not call.
     task : str, optional
         What the exercise asks to write, for the message when ``forbid`` is hit.
+    forbid_hint : str, optional
+        The hint of that message.
 
     Examples
     --------
@@ -324,7 +328,7 @@ def call_student(fn, *args, name: str, usage: str, on: str = "", forbid=(), task
     values = list(args) + list(kwargs.values())
     before = [_snapshot(v) for v in values]
     try:
-        with forbid_library(forbid, task or f"`{name}`"):
+        with forbid_library(forbid, task or f"`{name}`", forbid_hint):
             out = fn(*args, **kwargs)
     except (CheckFailed, NotImplementedError):
         raise
@@ -339,6 +343,218 @@ def call_student(fn, *args, name: str, usage: str, on: str = "", forbid=(), task
                               "tensors (x + ..., x.clone(), copy.deepcopy(model)) instead of "
                               "in-place operations such as x += ..., x.sub_(...).")
     return out
+
+
+class forbid_calls(forbid_library):  # noqa: N801 (a context manager, like forbid_library)
+    """Context manager: fail the check if the code inside calls one of these functions, or
+    computes one of these saliency methods through :mod:`sanity_lib.saliency`.
+
+    :class:`forbid_library` forbids whole modules; an exercise often allows part of a
+    library and forbids one thing in it (write Gradient ⊙ Input *from* ``explain(...,
+    "gradient")``; rank pixels with ``scipy.stats.rankdata`` but do not call
+    ``scipy.stats.spearmanr``). A function is recognised by its code object, so it is caught
+    however it was imported; a method is caught at ``explain``, ``explain_each`` and
+    ``explain_all`` under any of its names, labels or aliases, and at its registry plan.
+
+    Parameters
+    ----------
+    task : str
+        What the exercise asks the student to write, for the message.
+    functions : sequence of callables, optional
+        Python functions (or methods) that must not be called.
+    methods : sequence of str, optional
+        Saliency methods that must not be computed by the library.
+    modules : sequence of str, optional
+        Modules that must not be called at all (as :class:`forbid_library`).
+    hint : str, optional
+
+    Examples
+    --------
+    >>> import statistics
+    >>> with forbid_calls("the median", functions=[statistics.median]):
+    ...     _ = statistics.mean([1.0, 2.0])
+    >>> with forbid_calls("the median", functions=[statistics.median]):
+    ...     _ = statistics.median([1.0, 2.0])
+    Traceback (most recent call last):
+    ...
+    sanity_lib.course.grading.CheckFailed: Your answer calls statistics.median: the exercise asks you to write the median yourself.
+    Hint: Compute it with the operations the exercise names; the library is what the check compares with.
+    """
+
+    def __init__(self, task: str, *, functions=(), methods=(), modules=(), hint=None):
+        import inspect
+
+        super().__init__(modules, task, hint)
+        self.codes = {}
+        for fn in functions:
+            fn = inspect.unwrap(getattr(fn, "__func__", fn))
+            code = getattr(fn, "__code__", None)
+            if code is not None:
+                self.codes[code] = f"{fn.__module__}.{fn.__qualname__}"
+        self.methods, self.entries = set(), {}
+        if methods:
+            from sanity_lib import saliency
+
+            self.methods = {saliency.lookup(m) or m for m in methods}
+            for entry, arg in ((saliency.explain, "method"), (saliency.explain_each, "methods"),
+                               (saliency.explain_all, "methods")):
+                self.entries[inspect.unwrap(entry).__code__] = (entry.__name__, arg)
+            for m in self.methods:
+                plan = getattr(saliency.REGISTRY.get(m), "plan", None)
+                if plan is not None and hasattr(plan, "__code__"):
+                    self.codes.setdefault(plan.__code__, f"sanity_lib.saliency.explain(..., {m!r})")
+
+    def _hook(self, frame, event, arg):
+        if event != "call" or self.called is not None:
+            return
+        code = frame.f_code
+        if code in self.codes:
+            self.called = self.codes[code]
+            return
+        if code in self.entries:
+            from sanity_lib import saliency
+
+            entry, arg_name = self.entries[code]
+            value = frame.f_locals.get(arg_name)
+            names = [value] if isinstance(value, str) else list(value or ())
+            for name in names:
+                if isinstance(name, str) and saliency.lookup(name) in self.methods:
+                    self.called = f"sanity_lib.saliency.{entry}(..., {name!r})"
+                    return
+            return
+        super()._hook(frame, event, arg)
+
+    def __enter__(self):
+        import sys
+
+        self._previous = sys.getprofile()
+        if self.prefixes or self.codes or self.entries:
+            sys.setprofile(self._hook)
+        return self
+
+
+def describe(value) -> str:
+    """What a value is, in plain words, for a message ("None", "a str", "a tensor of shape
+    (2, 3)", "a function").
+
+    Examples
+    --------
+    >>> import torch
+    >>> describe(None), describe("abc"), describe(torch.zeros(2, 3)), describe(len)
+    ('None', "a str ('abc')", 'a tensor of shape (2, 3)', 'a function (len)')
+    """
+    import numpy as np
+    import torch
+
+    if value is None:
+        return "None"
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    if isinstance(value, str):
+        text = value if len(value) <= 30 else value[:27] + "..."
+        return f"a str ({text!r})"
+    if isinstance(value, type):
+        return f"the class {value.__name__}"
+    if callable(value):
+        return f"a function ({getattr(value, '__name__', type(value).__name__)})"
+    name = type(value).__name__
+    return f"an {name}" if name[:1].lower() in "aeiou" else f"a {name}"
+
+
+def _setting_text(value):
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def check_result(result, *, test: str, what: str, mode=None, methods=(), metrics=(),
+                 settings=None, method_settings=None, models=None, min_images: int = 1,
+                 name: str = "result"):
+    """Refuse a result passed as context that cannot answer the exercise, saying why.
+
+    A check that reads its verdict off the student's :class:`~sanity_lib.checks.
+    SanityCheckResult` first makes sure the result is the one the exercise asks for: the
+    right test and mode, every method and metric it names, the settings it asks for, the
+    models it was computed on.
+
+    Parameters
+    ----------
+    result
+        What the student passed as ``result=``.
+    test : {"model_randomization", "data_randomization"}
+    what : str
+        The call the exercise asks for, for the hints (``"sl.model_randomization_test(cnn,
+        x, ...)"``).
+    mode : str, optional
+        The randomization mode (``"cascading"``).
+    methods, metrics : sequence of str, optional
+        Those the result must hold (methods by any registry spelling).
+    settings : dict, optional
+        ``{key: value}`` the result's settings must have (``{"init": "truncated_normal"}``).
+    method_settings : dict, optional
+        ``{method: {setting: value}}`` each method must have been computed with (its
+        defaults count: ``{"smoothgrad": {"n_samples": 50}}``).
+    models : dict, optional
+        ``{settings key: model}``: the result must have been computed on these models
+        (``{"model_fingerprint": cnn}``), compared by fingerprint.
+    min_images : int, optional
+        The fewest images the result must average over.
+    name : str, optional
+        The keyword the result was passed under (``"top_down"``), for the messages.
+
+    Returns
+    -------
+    SanityCheckResult
+        ``result`` itself.
+    """
+    from sanity_lib import saliency
+    from sanity_lib._cache import fingerprint
+    from sanity_lib.checks import SanityCheckResult
+
+    again = f"Run it as the exercise says, `{what}`, and pass that result as {name}=..."
+    expect(isinstance(result, SanityCheckResult),
+           f"This check needs the result you computed, passed as {name}=...; got "
+           f"{describe(result)}.", hint=again)
+    given = result.settings
+    expect(given.get("test") == test,
+           f"The result passed as {name}= comes from the {given.get('test')!r} test; this "
+           f"exercise is about the {test!r} test.", hint=again)
+    if mode is not None:
+        expect(given.get("mode") == mode,
+               f"The result passed as {name}= used mode={given.get('mode')!r}; the exercise "
+               f"asks for mode={mode!r}.", hint=again)
+    for key, value in (settings or {}).items():
+        expect(given.get(key) == value,
+               f"The result passed as {name}= was computed with {key}="
+               f"{_setting_text(given.get(key))}; the exercise asks for {key}="
+               f"{_setting_text(value)}.", hint=again)
+    have = list(result.methods)
+    missing = [m for m in (saliency.lookup(m) or m for m in methods) if m not in have]
+    expect(not missing, f"The result passed as {name}= has no maps of {missing} (it holds "
+           f"{have}); the exercise asks about all of {list(methods)}.", hint=again)
+    for m, wanted in (method_settings or {}).items():
+        m = saliency.lookup(m) or m
+        used = {**saliency.DEFAULT_SETTINGS.get(m, {}),
+                **dict((given.get("methods") or {}).get(m) or {})}
+        for key, value in wanted.items():
+            expect(used.get(key) == value,
+                   f"The {m} maps of your result were computed with {key}="
+                   f"{_setting_text(used.get(key))}; the exercise asks for {key}="
+                   f"{_setting_text(value)}.", hint=again)
+    missing = [m for m in metrics if m not in result.metrics]
+    expect(not missing, f"The result passed as {name}= has no {missing} values (it holds "
+           f"{list(result.metrics)}).", hint="Run the test with its default metrics (all four).")
+    n_images = len(result.table["image"].unique()) if len(result.table) else 0
+    expect(n_images >= min_images,
+           f"The result passed as {name}= holds {n_images} image(s); the exercise averages "
+           f"over at least {min_images}.", hint=again)
+    for key, model in (models or {}).items():
+        expect(given.get(key) == fingerprint(model),
+               f"The result passed as {name}= was not computed on the model you passed "
+               f"(its {key.replace('_fingerprint', '').replace('_', ' ')} differs).",
+               hint="Pass the same model objects you gave the test, and run the test again "
+                    "if you retrained or changed them.")
+    return result
 
 
 def _load_all_checks() -> None:

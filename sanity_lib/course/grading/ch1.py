@@ -4,17 +4,22 @@
 exercise     what the answer is
 ===========  ===================================================================
 ``ch1_ex1``  a function ``gradient_x_input(model, x)``: ``x * dS_c/dx`` for each
-             image's predicted class ``c``, same shape as ``x``
+             image's predicted class ``c``, same shape as ``x``, written from the
+             gradient (the library's ``gradient_x_input`` and Captum's
+             ``InputXGradient`` are refused inside it)
 ``ch1_ex2``  a function ``smoothgrad(model, x, n_samples=50, noise_level=0.15,
              seed=0)``: the mean gradient over ``n_samples`` noisy copies of each
-             image, noise std ``noise_level * (max(x_i) - min(x_i))`` per image
+             image, noise std ``noise_level * (max(x_i) - min(x_i))`` per image;
+             the seed, ``noise_level`` and ``n_samples`` must be used, and the
+             library's or Captum's SmoothGrad is refused inside it
 ``ch1_ex3``  a ``torch.autograd.Function`` subclass ``GuidedReLU``: forward
              ``max(0, z)``, backward that passes a gradient only where it is
-             positive *and* the input was positive
+             positive *and* the input was positive (not the library's rectifier)
 ``ch1_ex4``  a dict method -> number: each method's *edge score*, the Spearman rank
              correlation between its abs-normalized map and the Sobel magnitude of
              the grey photo (``sl.studies.failures.edge_maps``; skimage's ``rgb2gray`` is
-             accepted too), averaged over the photos (context ``maps=``, ``images=``)
+             accepted too), averaged over the photos (context ``maps=``, holding the
+             seven :data:`EDGE_METHODS`, and ``images=``)
 ``ch1_ex5``  a list of three method names: the methods with the highest edge
              scores (context ``maps=``, ``images=``)
 ===========  ===================================================================
@@ -31,8 +36,8 @@ Examples
 ...                  lambda model, x: x * sl.saliency.explain(model, x, "gradient"))
 'ch1_ex1: correct. Well done!'
 """
-import difflib
 import functools
+import math
 import numbers
 
 import numpy as np
@@ -40,10 +45,14 @@ import torch
 from scipy import stats
 from torch import nn
 
-from . import CheckFailed, as_array, expect, register
+from . import (CheckFailed, as_array, call_student, describe, expect, forbid_calls,
+               method_name, register)
 
 __all__ = []  # the checks are reached through sanity_lib.course.grading.check
 
+#: ch1_ex4/5: the methods whose maps the exercise compares with the Sobel edges.
+EDGE_METHODS = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
+                "guided_backprop", "gradcam", "guided_gradcam")
 #: The edge scores of ch1_ex4 may differ from ours by this much (other rounding, float32).
 SCORE_TOLERANCE = 0.02
 #: ch1_ex5 accepts a method whose edge score is within this of the third best.
@@ -58,12 +67,12 @@ _SG_SAMPLES, _SG_REFERENCE_SAMPLES = 64, 256
 
 def _as_tensor(value, what):
     """A student's output as a float64 CPU tensor, or a CheckFailed saying what was expected."""
-    if isinstance(value, np.ndarray):
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
         value = torch.from_numpy(value)
-    if not isinstance(value, torch.Tensor):
+    if not isinstance(value, torch.Tensor) or value.is_complex():
         raise CheckFailed(
-            f"{what} should be a torch tensor, got {type(value).__name__}.\nHint: return the "
-            "map itself, e.g. `return maps`, not None or a list.")
+            f"{what} should be a torch tensor of numbers, got {describe(value)}.\nHint: "
+            "return the map itself, e.g. `return maps`, not None, a list or a string.")
     return value.detach().to("cpu", torch.float64)
 
 
@@ -77,20 +86,34 @@ def _close(a, b, rtol=1e-4):
     return a.shape == b.shape and bool((_rel_err(a, b) <= rtol).all())
 
 
-def _call(fn, *args, **kwargs):
-    """Call the student's function; fail if it changed the input tensor in place."""
-    x = args[1]
-    before = x.clone()
-    out = fn(*args, **kwargs)
-    expect(torch.equal(x, before), "Your function changed the input tensor `x` in place.",
-           hint="Build new tensors (`x * g`, `x + noise`), do not write into `x` (`x *= g`, "
-                "`x.add_(noise)`): the caller still needs the original images.")
-    return out
+#: What each function exercise asks the student to write, and the library code that already
+#: does it (forbidden inside the student's function; the check's reference still uses it).
+_FORBIDDEN = {
+    "gradient_x_input": dict(task="Gradient ⊙ Input from the gradient",
+                             methods=["gradient_x_input"],
+                             modules=["captum.attr._core.input_x_gradient"]),
+    "smoothgrad": dict(task="SmoothGrad from the gradient",
+                       methods=["smoothgrad", "vargrad", "integrated_gradients_smoothgrad"],
+                       modules=["captum.attr._core.noise_tunnel"]),
+}
+_FORBIDDEN_HINT = {
+    "gradient_x_input": "Use only `sl.saliency.explain(model, x, 'gradient')` (or autograd) "
+                        "and multiply by x yourself.",
+    "smoothgrad": "Add the noise yourself and call `sl.saliency.explain(noisy, 'gradient', "
+                  "target=...)` on each noisy copy; do not ask the library for 'smoothgrad'.",
+}
+
+
+def _call(fn, name, usage, on, *args, **kwargs):
+    """Run the student's function ``name`` through :func:`call_student` (signature, errors,
+    no change of its inputs) with the library's version of the exercise forbidden."""
+    with forbid_calls(**_FORBIDDEN[name], hint=_FORBIDDEN_HINT[name]):
+        return call_student(fn, *args, name=name, usage=usage, on=on, **kwargs)
 
 
 def _expect_function(answer, name, exercise):
     expect(callable(answer) and not isinstance(answer, type),
-           f"The answer should be your function `{name}` itself.",
+           f"The answer should be your function `{name}` itself, got {describe(answer)}.",
            hint=f"Pass the function without calling it: sl.grading.check('{exercise}', {name})")
 
 
@@ -168,11 +191,14 @@ def _check_ex1(answer):
     _expect_function(answer, "gradient_x_input", "ch1_ex1")
     outputs, references = [], []
     for case, model, x in _cases():
-        out = _as_tensor(_call(answer, model, x.clone()), "What `gradient_x_input` returns")
-        if out.dim() == x.dim() - 1 and out.shape[0] == x.shape[0] and x.shape[1] > 1:
+        out = _as_tensor(_call(answer, "gradient_x_input", "gradient_x_input(model, x)",
+                               f"on {case}", model, x.clone()),
+                         "What `gradient_x_input` returns")
+        if out.dim() == x.dim() - 1 and out.shape == x.shape[:1] + x.shape[2:]:
             raise CheckFailed(
                 f"On {case} your map has shape {tuple(out.shape)}, the input "
-                f"{tuple(x.shape)}: you summed over the colour channels.\nHint: keep one value "
+                f"{tuple(x.shape)}: you summed over the colour channels (or dropped the "
+                "channel axis).\nHint: keep one value "
                 "per pixel *and* channel; channels are summed only for display "
                 "(`sl.similarity.normalize`).")
         expect(out.shape == x.shape,
@@ -276,19 +302,78 @@ def _sg_reference():
     return model, x, reference, yardstick, mistakes
 
 
+#: ch1_ex2 also runs the student's SmoothGrad at this other noise level ...
+_SG_OTHER_LEVEL = 0.4
+
+
+@functools.lru_cache(maxsize=1)
+def _sg_other_level():
+    """(reference, yardstick) at :data:`_SG_OTHER_LEVEL`, as :func:`_sg_reference`."""
+    from sanity_lib.saliency import explain
+
+    model, x = _sg_reference()[:2]
+    rows = _SG_REFERENCE_SAMPLES * len(x)
+    kw = dict(noise_level=_SG_OTHER_LEVEL, batch_size=rows)
+    reference = explain(model, x, "smoothgrad", n_samples=_SG_REFERENCE_SAMPLES, seed=1000,
+                        **kw)
+    yardstick = torch.stack([
+        _rel_err(explain(model, x, "smoothgrad", n_samples=_SG_SAMPLES, seed=s, **kw),
+                 reference) for s in (1, 2)]).mean(dim=0)
+    return reference, yardstick
+
+
+def _run_smoothgrad(answer, model, x, **kwargs):
+    usage = "smoothgrad(model, x, n_samples=50, noise_level=0.15, seed=0)"
+    settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    out = _as_tensor(_call(answer, "smoothgrad", usage, f"with {settings}", model, x.clone(),
+                           **kwargs), "What `smoothgrad` returns")
+    expect(out.shape == x.shape,
+           f"Your map has shape {tuple(out.shape)}; expected the input's {tuple(x.shape)}.",
+           hint="Average over the noisy copies (the sample axis), not over the images.")
+    expect(bool(torch.isfinite(out).all()), f"Your map contains NaN or inf ({settings}).",
+           hint=_HINT_SG)
+    return out
+
+
+def _check_sg_settings(answer, model, x, out):
+    """The settings the exercise names must be used: the seed, noise_level and n_samples."""
+    again = _run_smoothgrad(answer, model, x, n_samples=_SG_SAMPLES, noise_level=0.15, seed=0)
+    expect(torch.allclose(again, out, rtol=1e-5, atol=1e-8),
+           "Two calls with seed=0 gave different maps: your noise is not drawn from the seed.",
+           hint="Draw every noisy copy from `gen = torch.Generator().manual_seed(seed)` "
+                "(`torch.randn(x.shape, generator=gen)`), not from the global random state.")
+    other = _run_smoothgrad(answer, model, x, n_samples=_SG_SAMPLES, noise_level=0.15, seed=1)
+    expect(not torch.allclose(other, out, rtol=1e-5, atol=1e-8),
+           "seed=0 and seed=1 gave the same map: your function ignores `seed`.",
+           hint="Seed the generator with the `seed` argument, not with a fixed number.")
+    reference, yardstick = _sg_other_level()
+    wider = _run_smoothgrad(answer, model, x, n_samples=_SG_SAMPLES,
+                            noise_level=_SG_OTHER_LEVEL, seed=0)
+    err = _rel_err(wider, reference)
+    expect(bool((err <= SMOOTHGRAD_ERROR_RATIO * yardstick).all()),
+           f"With noise_level={_SG_OTHER_LEVEL} your map differs from the library's SmoothGrad "
+           f"at that level by {err.max().item():.2f} (relative L2 error), more than random "
+           f"noise explains ({yardstick.max().item():.2f}), although it is right at 0.15: "
+           "does your function use its `noise_level` argument?",
+           hint="sigma_i = noise_level * (x_i.max() - x_i.min()), with the argument, not 0.15.")
+    reference, yardstick = _sg_reference()[2:4]
+    single = _run_smoothgrad(answer, model, x, n_samples=1, noise_level=0.15, seed=0)
+    expect(bool((_rel_err(single, reference) > 2 * yardstick).any()),
+           f"With n_samples=1 your map is as close to the {_SG_REFERENCE_SAMPLES}-sample "
+           f"SmoothGrad as an average of {_SG_SAMPLES} noisy gradients is: your function "
+           "ignores its `n_samples` argument.",
+           hint="Loop (or batch) over `n_samples` noisy copies, with the argument.")
+
+
 @register("ch1_ex2")
 def _check_ex2(answer):
     _expect_function(answer, "smoothgrad", "ch1_ex2")
     model, x, reference, yardstick, mistakes = _sg_reference()
-    out = _as_tensor(_call(answer, model, x.clone(), n_samples=_SG_SAMPLES, noise_level=0.15,
-                           seed=0), "What `smoothgrad` returns")
-    expect(out.shape == x.shape,
-           f"Your map has shape {tuple(out.shape)}; expected the input's {tuple(x.shape)}.",
-           hint="Average over the noisy copies (the sample axis), not over the images.")
-    expect(bool(torch.isfinite(out).all()), "Your map contains NaN or inf.", hint=_HINT_SG)
+    out = _run_smoothgrad(answer, model, x, n_samples=_SG_SAMPLES, noise_level=0.15, seed=0)
     err = _rel_err(out, reference)
     allowed = SMOOTHGRAD_ERROR_RATIO * yardstick
     if bool((err <= allowed).all()):
+        _check_sg_settings(answer, model, x, out)
         return
     ratio = out.flatten(1).norm(dim=1) / reference.flatten(1).norm(dim=1)
     if bool(((ratio / _SG_SAMPLES - 1).abs() < 0.25).all()):
@@ -369,6 +454,24 @@ def _guided_mistakes(z, g):
     ]
 
 
+def _guided_step(what, step):
+    """Run ``step()`` (the student's forward or backward); errors become plain words, and
+    the library's own guided rectifier may not be borrowed."""
+    where = {"forward": "GuidedReLU.apply(z) (the forward pass)",
+             "backward": "the backward pass of GuidedReLU",
+             "network": "a small CNN whose rectifiers are GuidedReLU"}[what]
+    try:
+        with forbid_calls("the Guided Backprop rectifier", modules=["sanity_lib.saliency._guided"],
+                          hint="Write forward and backward with tensor operations; do not "
+                               "subclass or call the library's rectifier."):
+            return step()
+    except (CheckFailed, NotImplementedError):
+        raise
+    except Exception as err:  # noqa: BLE001 (the student's code: reported in plain words)
+        raise CheckFailed(f"{where} raised {type(err).__name__}: {err}\nHint: {_HINT_GUIDED} "
+                          "`backward` must return one tensor, shaped like `grad_output`.") from None
+
+
 @register("ch1_ex3")
 def _check_ex3(answer):
     from sanity_lib import data
@@ -383,9 +486,9 @@ def _check_ex3(answer):
     z = torch.randn(2, 3, 6, 6, generator=gen, dtype=torch.float64)
     g = torch.randn(z.shape, generator=gen, dtype=torch.float64)
     leaf = z.clone().requires_grad_(True)
-    out = answer.apply(leaf)
+    out = _guided_step("forward", lambda: answer.apply(leaf))
     expect(isinstance(out, torch.Tensor),
-           f"GuidedReLU.apply returned {type(out).__name__}; expected a tensor.",
+           f"GuidedReLU.apply returned {describe(out)}; expected a tensor.",
            hint=_HINT_GUIDED)
     expect(out.shape == z.shape and torch.allclose(out.detach(), z.clamp(min=0)),
            "The forward pass of GuidedReLU is not max(0, z). Guided Backprop changes only "
@@ -393,7 +496,7 @@ def _check_ex3(answer):
     expect(out.requires_grad, "The output of GuidedReLU does not require grad.",
            hint="Compute the forward with tensor operations inside `forward` and return the "
                 "result (do not call `.detach()` or use `torch.no_grad()`).")
-    out.backward(g)
+    _guided_step("backward", lambda: out.backward(g))
     expect(leaf.grad is not None and leaf.grad.shape == z.shape,
            "Your backward returned no gradient of the input's shape.", hint=_HINT_GUIDED)
     grad = leaf.grad.detach()
@@ -412,7 +515,8 @@ def _check_ex3(answer):
     digits, _ = data.load_mnist("test")
     x = digits[:4]
     expected = explain(reference_net, x, "guided_backprop").double()
-    got = _gradient(student_net, x, _predicted(reference_net, x)).double()
+    got = _guided_step("network", lambda: _gradient(student_net, x,
+                                                    _predicted(reference_net, x))).double()
     expect(_close(got, expected, rtol=1e-4),
            "GuidedReLU is right on single tensors, but in a small CNN (three GuidedReLUs, max "
            "pooling) the input gradient differs from the library's Guided Backprop "
@@ -453,8 +557,16 @@ def _edge_score_variants(maps, images):
     from skimage.filters import sobel
 
     expect(isinstance(maps, dict) and maps,
-           "maps= should be the dict method name -> maps (N x C x H x W) you measured.",
+           f"maps= should be the dict method name -> maps (N x C x H x W) you computed, got "
+           f"{describe(maps)}.",
            hint="sl.grading.check('ch1_ex4', edge_scores, maps=maps, images=photos)")
+    maps = {method_name(m): v for m, v in maps.items()}
+    missing = [m for m in EDGE_METHODS if m not in maps]
+    expect(not missing,
+           f"maps= has no maps of {missing}; the exercise compares all seven methods "
+           f"{list(EDGE_METHODS)}.",
+           hint="Compute `maps = {m: sl.saliency.explain(model, x, m, ...) for m in methods}` "
+                "with the exercise's list of methods.")
     images = as_array(images, "images=")
     expect(images.ndim == 4 and images.shape[1] == 3 and images.min() >= 0
            and images.max() <= 1,
@@ -496,6 +608,7 @@ def _check_ex4(answer, maps=None, images=None):
            hint="{method: rho.mean().item() for method, rho in ...}")
     variants = _edge_score_variants(maps, images)
     measured = {m: v["mean", "normalized"] for m, v in variants.items()}
+    answer = {method_name(m, available=measured): v for m, v in answer.items()}
     missing = [m for m in measured if m not in answer]
     expect(not missing, f"edge_scores has no score for {missing}.",
            hint="Give one number per method in `maps`.")
@@ -505,9 +618,10 @@ def _check_ex4(answer, maps=None, images=None):
                 f"edge_scores[{method!r}] holds {value.numel()} numbers (one per photo); "
                 "expected their mean.\nHint: `rho.mean().item()`.")
         value = float(value) if isinstance(value, (numbers.Real, torch.Tensor, np.generic)) \
-            else value
-        expect(isinstance(value, float),
-               f"edge_scores[{method!r}] should be a number, got {type(value).__name__}.")
+            and not isinstance(value, bool) else value
+        expect(isinstance(value, float) and math.isfinite(value),
+               f"edge_scores[{method!r}] should be a number, got {describe(value)}.",
+               hint="One float per method: `rho.mean().item()`.")
         if method not in measured:
             continue
         if min(abs(value - v) for v in variants[method].values()) > SCORE_TOLERANCE:
@@ -525,31 +639,16 @@ def _check_ex4(answer, maps=None, images=None):
                 f"{measured[method]:.3f}.\nHint: {hint}")
 
 
-def _resolve(name, available):
-    from sanity_lib.saliency import METHODS
-
-    if name in available:
-        return name
-    key = name.strip().lower().replace("-", "_").replace(" ", "_") if isinstance(name, str) \
-        else name
-    if key in available:
-        return key
-    close = difflib.get_close_matches(str(key), list(available) + list(METHODS), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise CheckFailed(f"{name!r} is not one of the methods you measured: {sorted(available)}."
-                      f"{hint}\nHint: use the method names of `sl.saliency.METHODS`.")
-
-
 @register("ch1_ex5")
 def _check_ex5(answer, maps=None, images=None):
     expect(maps is not None and images is not None,
            "This check ranks the methods itself from your maps and photos; pass them.",
            hint="sl.grading.check('ch1_ex5', most_edge_like, maps=maps, images=photos)")
     expect(isinstance(answer, (list, tuple)) and all(isinstance(a, str) for a in answer),
-           f"most_edge_like should be a list of method names, got {answer!r}.",
+           f"most_edge_like should be a list of method names, got {describe(answer)}.",
            hint="e.g. ['smoothgrad', 'gradcam', 'guided_backprop']")
     measured = _edge_scores(maps, images)
-    chosen = [_resolve(a, measured) for a in answer]
+    chosen = [method_name(a, available=measured) for a in answer]
     expect(len(set(chosen)) == len(chosen), "Your list names a method twice.")
     expect(len(chosen) == 3, f"Your list has {len(chosen)} methods; the exercise asks for the "
            "three with the highest edge scores.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["take"]
+__all__ = ["take", "finite", "mean_and_interval"]
 
 
 def take(measured: dict, *names: str):
@@ -75,3 +75,16 @@ def finite(name: str, value: float) -> float:
         raise ValueError(f"measured[{name!r}] is {value!r}: a NaN measurement cannot support "
                          "or contradict a claim")
     return value
+
+
+def mean_and_interval(measured: dict, key: str) -> tuple:
+    """``(mean, (low, high))`` of ``key``: the mean under ``key``, its interval under
+    ``key + "_ci"``; both required, the mean finite.
+
+    Examples
+    --------
+    >>> mean_and_interval({"gbp": 0.9, "gbp_ci": (0.85, 0.95)}, "gbp")
+    (0.9, (0.85, 0.95))
+    """
+    mean, ci = take(measured, key, f"{key}_ci")
+    return finite(key, mean), ci

@@ -31,7 +31,7 @@ Examples
 from __future__ import annotations
 
 from . import Claim, all_of, fmt_interval, interval_above, interval_below
-from ._measured import finite, take
+from ._measured import finite, mean_and_interval, take
 
 __all__ = ["claims", "gradient_passes", "gradcam_passes", "gbp_top_invariant",
            "guided_gradcam_like_gbp", "input_times_abs_only", "mnist_gbp_dense",
@@ -39,11 +39,6 @@ __all__ = ["claims", "gradient_passes", "gradcam_passes", "gbp_top_invariant",
 
 _SETTING = "EfficientNet-Lite0, 3 photos, truncated-normal init, BN statistics kept"
 
-
-def _mi(measured, key):
-    """(mean, interval) of ``key``."""
-    mean, ci = take(measured, key, f"{key}_ci")
-    return finite(key, mean), ci
 
 
 def _step(measured, key):
@@ -70,8 +65,8 @@ def gradient_passes(measured: dict) -> Claim:
     >>> gradient_passes(m).verdict
     'differs'
     """
-    a, a_ci = _mi(measured, "gradient_logits_abs")
-    d, d_ci = _mi(measured, "gradient_logits_div")
+    a, a_ci = mean_and_interval(measured, "gradient_logits_abs")
+    d, d_ci = mean_and_interval(measured, "gradient_logits_div")
     (stem,) = take(measured, "gradient_stem_abs")
     return Claim(
         "Gradient changes as soon as the logits are randomized (EfficientNet)",
@@ -94,8 +89,8 @@ def gradcam_passes(measured: dict) -> Claim:
     >>> gradcam_passes(m).verdict
     'differs'
     """
-    top, top_ci = _mi(measured, "gradcam_logits_abs")
-    s7, s7_ci = _mi(measured, "gradcam_stage7_abs")
+    top, top_ci = mean_and_interval(measured, "gradcam_logits_abs")
+    s7, s7_ci = mean_and_interval(measured, "gradcam_stage7_abs")
     (original,) = take(measured, "gradcam_original_logits_abs")
     return Claim(
         "GradCAM changes as soon as the top layers are randomized (EfficientNet)",
@@ -124,7 +119,7 @@ def gbp_top_invariant(measured: dict) -> Claim:
     >>> gbp_top_invariant(m | {"gbp_first_below_half": None}).verdict   # never changes
     'partly'
     """
-    s7, s7_ci = _mi(measured, "guided_backprop_stage7_abs")
+    s7, s7_ci = mean_and_interval(measured, "guided_backprop_stage7_abs")
     first = _step(measured, "gbp_first_below_half")
     stage6 = _step(measured, "stage6_step")
     where = "never" if first is None else f"step {first}"
@@ -150,7 +145,7 @@ def guided_gradcam_like_gbp(measured: dict) -> Claim:
     ...     "guided_gradcam_stage7_abs_ci": (0.1, 0.3)}).verdict
     'differs'
     """
-    s7, s7_ci = _mi(measured, "guided_gradcam_stage7_abs")
+    s7, s7_ci = mean_and_interval(measured, "guided_gradcam_stage7_abs")
     (stem,) = take(measured, "guided_gradcam_stem_abs")
     return Claim(
         "Guided GradCAM behaves like Guided Backprop (EfficientNet)",
@@ -177,7 +172,7 @@ def input_times_abs_only(measured: dict) -> Claim:
     names = [f"{m}_logits_{k}" for m in ("gradient_x_input", "integrated_gradients")
              for k in ("abs", "div")]
     gxi_a, gxi_d, ig_a, ig_d = (finite(n, v) for n, v in zip(names, take(measured, *names)))
-    mn, mn_ci = _mi(measured, "mnist_gradient_x_input_conv1_abs")
+    mn, mn_ci = mean_and_interval(measured, "mnist_gradient_x_input_conv1_abs")
     return Claim(
         "Gradient ⊙ Input and IG look unchanged in abs but change in the signed maps",
         paper="Gradient ⊙ Input and IG maps look similar in absolute value after "
@@ -202,8 +197,8 @@ def mnist_gbp_dense(measured: dict) -> Claim:
     ...     "mnist_gradient_fc1_abs_ci": (0.7, 0.9)}).verdict
     'differs'
     """
-    gbp, gbp_ci = _mi(measured, "mnist_guided_backprop_fc1_abs")
-    grad, grad_ci = _mi(measured, "mnist_gradient_fc1_abs")
+    gbp, gbp_ci = mean_and_interval(measured, "mnist_guided_backprop_fc1_abs")
+    grad, grad_ci = mean_and_interval(measured, "mnist_gradient_fc1_abs")
     return Claim(
         "MNIST CNN: Guided Backprop insensitive to the dense layers",
         paper="on the MNIST CNN, Guided Backprop, like Gradient ⊙ Input and IG, stays similar "

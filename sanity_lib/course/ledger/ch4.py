@@ -24,7 +24,7 @@ Examples
 from __future__ import annotations
 
 from . import Claim, all_of, fmt_interval, interval_above, interval_below
-from ._measured import finite, take
+from ._measured import finite, mean_and_interval, take
 
 __all__ = ["claims", "memorization", "gradient_family_changes", "guided_methods_stay",
            "input_times_stay_abs", "agreeing_example", "MEMORIZED", "CHANCE"]
@@ -36,10 +36,6 @@ CHANCE = 0.15
 _SOURCE = "Sec. 5 (data randomization test)"
 _SETTING = "40 test digits; each network explains its own top class; GradCAM at act2"
 
-
-def _mi(measured, key):
-    mean, ci = take(measured, key, f"{key}_ci")
-    return finite(key, mean), ci
 
 
 def memorization(measured: dict) -> Claim:
@@ -82,7 +78,7 @@ def gradient_family_changes(measured: dict) -> Claim:
     'partly'
     """
     methods = ("gradient", "smoothgrad", "gradcam")
-    values = {m: _mi(measured, f"cnn_{m}_abs") for m in methods}
+    values = {m: mean_and_interval(measured, f"cnn_{m}_abs") for m in methods}
     return Claim(
         "Data randomization: Gradient, SmoothGrad and GradCAM maps change (pass)",
         paper="the maps of the random-label model differ clearly from the true-label model's",
@@ -104,8 +100,8 @@ def guided_methods_stay(measured: dict) -> Claim:
     ...     "cnn_guided_gradcam_abs_ci": (0.0, 0.2)}).verdict
     'differs'
     """
-    gbp = _mi(measured, "cnn_guided_backprop_abs")
-    ggc = _mi(measured, "cnn_guided_gradcam_abs")
+    gbp = mean_and_interval(measured, "cnn_guided_backprop_abs")
+    ggc = mean_and_interval(measured, "cnn_guided_gradcam_abs")
     gbp_div, mlp_gbp = take(measured, "cnn_guided_backprop_div", "mlp_guided_backprop_abs")
     return Claim(
         "Data randomization: Guided Backprop and Guided GradCAM still show the digit (fail)",
@@ -131,7 +127,7 @@ def input_times_stay_abs(measured: dict) -> Claim:
     'partly'
     """
     methods = ("gradient_x_input", "integrated_gradients")
-    values = {m: _mi(measured, f"cnn_{m}_abs") for m in methods}
+    values = {m: mean_and_interval(measured, f"cnn_{m}_abs") for m in methods}
     signed = dict(zip(methods, take(measured, *(f"cnn_{m}_div" for m in methods))))
     (input_only,) = take(measured, "input_only_abs")
     return Claim(

@@ -10,7 +10,6 @@ import http.server
 import json
 import re
 import threading
-import time
 import urllib.request
 from urllib.parse import urlparse
 
@@ -46,13 +45,37 @@ def browser():
         yield driver
 
 
+# True once the widget manager has drawn every widget view the page holds (it puts a
+# div.widget-subarea with the view in it before each view's script tag); pages without widgets
+# are done at once.
+_WIDGETS_DRAWN = """
+const views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]');
+return Array.from(views).every((tag) => {
+  const area = tag.previousElementSibling;
+  return area && area.classList.contains("widget-subarea") && area.childElementCount > 0;
+});
+"""
+# Wait for every font the drawn page asked for (the widgets' icon fonts among them), so a
+# missing font is logged on this page and not on the next one.
+_FONTS_LOADED = """
+const done = arguments[arguments.length - 1];
+void document.body.offsetHeight;  // lay the page out, so the fonts it needs are asked for
+document.fonts.ready.then(() => done(document.fonts.status), (e) => done("error: " + e));
+"""
+
+
 def _open(browser, url):
+    """Load ``url`` and wait, on events rather than a clock, until require.js, the widget
+    manager and the fonts are done."""
     browser.get_log("performance")  # drop what earlier pages logged
     browser.get_log("browser")
     browser.get(url)
     WebDriverWait(browser, 30).until(
         lambda d: d.execute_script("return document.readyState") == "complete")
-    time.sleep(1.0)  # let require.js, MathJax and the widget manager finish
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script(_WIDGETS_DRAWN),
+                                     f"{url}: the widget manager did not draw every widget")
+    status = browser.execute_async_script(_FONTS_LOADED)
+    assert status == "loaded", f"{url}: fonts did not finish loading ({status})"
 
 
 def _screenshot(browser, name):
@@ -70,6 +93,26 @@ def test_page_loads_offline_without_console_errors(site, browser, page):
     assert not outside, f"{page}.html requests files from other hosts: {outside[:5]}"
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, f"{page}.html logs console errors: {errors[:5]}"
+
+
+def _widget_bundle_assets(bundle):
+    """The folders the widget bundle's AMD modules resolve their public path to, and the
+    hashed files (fonts, icons) it loads from there."""
+    source = bundle.read_text()
+    modules = sorted(set(re.findall(r'define\("(@jupyter-widgets/[^"]+)"', source)))
+    assets = sorted(set(re.findall(r'\.p\+"([0-9a-f]{20}\.\w+)"', source)))
+    return sorted({name.rsplit("/", 1)[0] for name in modules}), assets
+
+
+def test_every_file_the_widget_bundle_asks_for_is_served(built_book):
+    """Which module's stylesheet the browser applies first decides the folder the icon fonts are
+    asked for in, so check every folder, not only the one a page load happened to use."""
+    folders, assets = _widget_bundle_assets(HTML / "vendor" / "html-manager" / "embed-amd.js")
+    assert {"@jupyter-widgets", "@jupyter-widgets/html-manager/dist"} <= set(folders), folders
+    assert any(a.endswith(".woff2") for a in assets), "found no fonts in the widget bundle"
+    missing = [f"{folder}/{asset}" for folder in folders for asset in assets
+               if not (HTML / folder / asset).is_file()]
+    assert not missing, f"the built site lacks files the widget manager loads: {missing[:5]}"
 
 
 def test_math_renders(site, browser):

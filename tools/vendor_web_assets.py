@@ -16,9 +16,15 @@ ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "tools" / "web"
 SITE_EXTRA = ROOT / "book" / "_site_extra"
 VENDOR = SITE_EXTRA / "vendor"
-# The widget manager's stylesheet asks for its icon fonts under the AMD module's own path,
-# resolved from the page: <site root>/@jupyter-widgets/html-manager/dist/. Serve a copy there.
-WIDGET_FONTS = SITE_EXTRA / "@jupyter-widgets" / "html-manager" / "dist"
+# The widget manager's bundles ask for their icon fonts beside the AMD module that injected the
+# stylesheet, resolved from the page. Four modules are defined ("@jupyter-widgets/base",
+# ".../controls", ".../html-manager" and ".../html-manager/dist/libembed-amd"), so the fonts are
+# asked for under <site root>/@jupyter-widgets/ or under .../html-manager/dist/, whichever
+# module's stylesheet the browser applied first: serve a copy in both folders.
+WIDGET_FONT_DIRS = [SITE_EXTRA / "@jupyter-widgets",
+                    SITE_EXTRA / "@jupyter-widgets" / "html-manager" / "dist"]
+# Bump when what is copied, or where, changes: the stamp then no longer matches.
+LAYOUT = "2: fonts in every module folder"
 FONT_SUFFIXES = (".woff2", ".woff", ".ttf", ".eot", ".svg")
 MODULES = WEB / "node_modules"
 
@@ -48,11 +54,11 @@ def main() -> int:
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-package-lock",
                         "--ignore-scripts"], cwd=WEB, check=True)
     stamp = VENDOR / ".versions.json"
-    wanted = (WEB / "package.json").read_text()
+    wanted = LAYOUT + "\n" + (WEB / "package.json").read_text()
     if stamp.exists() and stamp.read_text() == wanted:
         return 0  # already copied
     shutil.rmtree(VENDOR, ignore_errors=True)
-    shutil.rmtree(WIDGET_FONTS, ignore_errors=True)
+    shutil.rmtree(SITE_EXTRA / "@jupyter-widgets", ignore_errors=True)
     for source, target in COPIES:
         src, dst = MODULES / source, VENDOR / target
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -60,10 +66,11 @@ def main() -> int:
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.map", "*.LICENSE.txt"))
         else:
             shutil.copy2(src, dst)
-    WIDGET_FONTS.mkdir(parents=True)
-    for font in (MODULES / "@jupyter-widgets/html-manager/dist").iterdir():
-        if font.suffix in FONT_SUFFIXES:
-            shutil.copy2(font, WIDGET_FONTS / font.name)
+    for folder in WIDGET_FONT_DIRS:
+        folder.mkdir(parents=True, exist_ok=True)
+        for font in (MODULES / "@jupyter-widgets/html-manager/dist").iterdir():
+            if font.suffix in FONT_SUFFIXES:
+                shutil.copy2(font, folder / font.name)
     stamp.write_text(wanted)
     print(f"copied the book's offline scripts into {VENDOR.relative_to(ROOT)}")
     return 0

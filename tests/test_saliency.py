@@ -502,12 +502,15 @@ def test_guided_gradcam_is_guided_backprop_times_upsampled_gradcam(cnn_x):
     torch.testing.assert_close(explain(model, cnn_x, "guided_gradcam", layer="act1"), gbp * cam)
 
 
-def test_default_gradcam_layer_is_the_last_convolutional_layer_group(cnn_x, monkeypatch):
+def test_default_gradcam_layer_is_the_rectified_output_of_the_last_convolutional_group(
+        cnn_x, monkeypatch):
     x = torch.rand(2, 1, 28, 28, generator=seeded(16))
     cnn = sl_models.mnist_cnn()
-    torch.testing.assert_close(explain(cnn, x, "gradcam"),
-                               explain(cnn, x, "gradcam", layer="conv2"))
-    assert not torch.allclose(explain(cnn, x, "gradcam"), explain(cnn, x, "gradcam", layer="conv1"))
+    # The MNIST CNN's last 4-D group is conv2; GradCAM explains it after its ReLU (act2).
+    default = explain(cnn, x, "gradcam")
+    torch.testing.assert_close(default, explain(cnn, x, "gradcam", layer="act2"))
+    assert not torch.allclose(default, explain(cnn, x, "gradcam", layer="conv2"))
+    assert not torch.allclose(default, explain(cnn, x, "gradcam", layer="conv1"))
     # With layer groups, the last group whose output is 4-D (here a whole block that
     # ends in a ReLU), not the last Conv2d inside it.
     model = CamNet().eval()
@@ -519,9 +522,60 @@ def test_default_gradcam_layer_is_the_last_convolutional_layer_group(cnn_x, monk
 
     def no_groups(m):
         raise ValueError("no groups")
-    monkeypatch.setattr(sl_models, "layer_groups", no_groups)   # fallback: last Conv2d
+    monkeypatch.setattr(sl_models, "layer_groups", no_groups)   # fallback: last Conv2d, rectified
+    torch.testing.assert_close(explain(model, cnn_x, "gradcam"),
+                               explain(model, cnn_x, "gradcam", layer="act2"))
+
+
+class _ConvBlocks(nn.Module):
+    """conv -> BatchNorm -> ReLU, then a conv whose ReLU is a shared module or a function."""
+
+    def __init__(self, tail: str):
+        super().__init__()
+        seeded(5)
+        self.conv1, self.bn1, self.act = nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 5, 3, padding=1)
+        self.tail = tail
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        x = self.act(self.bn1(self.conv1(x)))
+        x = self.conv2(x)
+        x = self.act(x) if self.tail == "shared" else F.relu(x) if self.tail == "function" else x
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("tail", ["shared", "function", "none"])
+def test_default_gradcam_layer_moves_past_a_nonlinearity_only_where_it_is_a_module_used_once(
+        cnn_x, tail, monkeypatch):
+    def no_groups(m):
+        raise ValueError("no groups")
+    monkeypatch.setattr(sl_models, "layer_groups", no_groups)
+    model = _ConvBlocks(tail).eval()
+    # conv2's ReLU is a module used twice (ambiguous), a function call (invisible) or absent:
+    # the default stays at conv2.
     torch.testing.assert_close(explain(model, cnn_x, "gradcam"),
                                explain(model, cnn_x, "gradcam", layer="conv2"))
+
+
+class _ConvBnRelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        seeded(6)
+        self.conv, self.bn, self.act = nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():  # a BatchNorm that shifts, so its output and the ReLU's differ
+            self.bn.bias.fill_(-0.3)
+
+    def forward(self, x):
+        return self.fc(self.act(self.bn(self.conv(x))).mean(dim=(2, 3)))
+
+
+def test_default_gradcam_layer_passes_normalization_on_its_way_to_the_nonlinearity(cnn_x):
+    model = _ConvBnRelu().eval()   # no layer groups: its last Conv2d, conv, is the start
+    default = explain(model, cnn_x, "gradcam")
+    torch.testing.assert_close(default, explain(model, cnn_x, "gradcam", layer="act"))
+    assert not torch.allclose(default, explain(model, cnn_x, "gradcam", layer="bn"))
 
 
 # ------------------------------------------------------------------ DeepLift and LRP

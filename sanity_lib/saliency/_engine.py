@@ -85,8 +85,10 @@ def explain(model: nn.Module, x: torch.Tensor, method: str,
             max(grad, 0)`` (also for ``guided_gradcam``).
         ``gradcam`` / ``guided_gradcam``:
             ``layer=None``: the last layer group (:func:`sanity_lib.models.layer_groups`)
-            with a 4-D output, e.g. EfficientNet's head or the MNIST CNN's conv2; failing
-            that, the last ``nn.Conv2d`` that runs. Or a submodule or its dotted name.
+            with a 4-D output, failing that the last ``nn.Conv2d`` that runs, taken after the
+            nonlinearity module that follows it (past any normalization), as the paper and
+            Selvaraju et al. explain a block's rectified output: EfficientNet's head, the
+            MNIST CNN's ``act2`` (the ReLU after ``conv2``). Or a submodule or its dotted name.
         ``deeplift``:
             ``baseline=0.0`` as for IG. Captum's DeepLift (rescale rule).
         ``lrp_epsilon``:

@@ -22,16 +22,43 @@ def _groups(model):
         return None
 
 
+# Modules that may sit between a convolution and the block's output: normalization, then the
+# nonlinearity. GradCAM explains the block's rectified output, as Selvaraju et al. and the paper
+# (Inception's Mixed_7c) do, not the raw convolution, whose weighted sum can be negative
+# everywhere and give an all-zero map.
+_NORMALIZATIONS = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm)
+_NONLINEARITIES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+                   nn.SiLU, nn.Mish, nn.Hardswish, nn.Softplus, nn.Tanh)
+
+
+def _after_its_nonlinearity(names, module, probe: Probe):
+    """The nonlinearity module that directly follows ``module`` in the forward pass (past any
+    normalization), when there is one that runs once; else ``module`` itself."""
+    chosen = module
+    position = probe.order.index(module)
+    for following in probe.order[position + 1:]:
+        if probe.output_ndim.get(following) != 4:
+            break
+        if isinstance(following, _NONLINEARITIES) and probe.calls.get(following, 0) == 1:
+            chosen = following
+        elif not isinstance(following, _NORMALIZATIONS):
+            break
+    return names[chosen], chosen
+
+
 def _default_layer(model, probe: Probe):
-    """The last layer group with a 4-D output; else the last Conv2d that ran."""
-    groups = _groups(model) or []
-    ran = [(name, m) for name, m in groups if probe.output_ndim.get(m) == 4]
-    if ran:
-        return ran[-1]
+    """The last layer group with a 4-D output, else the last Conv2d that ran; in both cases
+    taken after the nonlinearity module that follows it, if any (the MNIST CNN's ``act2``
+    after ``conv2``). A nonlinearity written as a function call (``F.relu``) is not a module
+    and cannot be seen: pass ``layer=`` there."""
     names = module_names(model)
+    groups = _groups(model) or []
+    ran = [m for _, m in groups if probe.output_ndim.get(m) == 4]
+    if ran:
+        return _after_its_nonlinearity(names, ran[-1], probe)
     convs = [m for m in probe.order if isinstance(m, nn.Conv2d) and probe.output_ndim.get(m) == 4]
     if convs:
-        return names[convs[-1]], convs[-1]
+        return _after_its_nonlinearity(names, convs[-1], probe)
     raise ValueError(
         "gradcam needs a convolutional layer (one with an N x C x h x w output), and this "
         "model ran none; pass layer= a submodule or its dotted name"

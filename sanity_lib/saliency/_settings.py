@@ -114,7 +114,7 @@ def _check_value(method, name, value):
             return value
         raise TypeError(
             "layer must be a submodule of the model or its dotted name (e.g. 'conv2' or "
-            f"'features.3'), or None for the last convolutional layer; got {type(value).__name__}"
+            f"'features.3'), or None for the rectified output of the last convolutional layer; got {type(value).__name__}"
         )
     return value  # a registered method's own setting: its plan checks it
 

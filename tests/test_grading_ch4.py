@@ -1,8 +1,11 @@
 """The checks of chapter 4's exercise notebook accept right answers and name the usual mistakes.
 
 Right answers are written here independently of the library's own code (plain torch and
-numpy), and the results that ex3/ex4 judge are built by hand with known similarities, so a
-check that only agreed with one implementation would not pass them.
+numpy), and the results that ex3/ex4 judge are built by hand with known similarities on real
+MNIST test digits, so a check that only agreed with one implementation would not pass them.
+Each exercise has a catalogue of wrong answers (typical mistakes, made-up numbers such as the
+chance level typed in, answers computed on the wrong model, data or settings, bad input),
+each of which must fail with a message that says what is wrong.
 """
 import numpy as np
 import pandas as pd
@@ -113,25 +116,15 @@ def test_ex1_rejects_a_permutation_that_keeps_labels_tied_to_the_old_ones():
 
 # ----------------------------------------------------------------------------- ex2
 
-class _LabelReader(nn.Module):
-    """A 'model' that reads the label written into each image: 100 % test accuracy."""
-
-    def forward(self, x):
-        value = x.flatten(1).mean(1, keepdim=True) * 10
-        return -(value - torch.arange(10.0)).abs()
+@pytest.fixture(scope="module")
+def random_cnn():
+    model, history = sl.training.trained_mnist_model("cnn", labels="random", progress=False)
+    return model, history
 
 
-def _toy_test_set(n=500):
-    """Random images with random labels: no model can beat chance on them."""
-    gen = torch.Generator().manual_seed(0)
-    return torch.rand(n, 1, 28, 28, generator=gen), torch.randint(0, 10, (n,), generator=gen)
-
-
-def _readable_test_set(n=500):
-    """Images with their label written into them, for :class:`_LabelReader`."""
-    labels = torch.arange(n) % 10
-    images = (labels.float() / 10).view(-1, 1, 1, 1).expand(n, 1, 28, 28).clone()
-    return images, labels
+@pytest.fixture(scope="module")
+def test_set():
+    return sl.data.load_mnist("test")
 
 
 def _accuracy_by_hand(model, images, labels):
@@ -139,76 +132,138 @@ def _accuracy_by_hand(model, images, labels):
         return (model(images).argmax(1) == labels).double().mean().item()
 
 
-def test_ex2_accepts_the_measured_accuracy_as_fraction_or_percentage():
-    images, labels = _toy_test_set()
-    model = sl.models.mnist_mlp(seed=3)  # untrained: about chance on any labels
+def test_ex2_accepts_the_measured_accuracy_however_written(random_cnn, test_set):
+    model, history = random_cnn
+    acc = _accuracy_by_hand(model, *test_set)
+    assert abs(acc - 0.1) > ch4.ACCURACY_TOLERANCE   # so that typing 0.1 is told apart
+    for answer in (acc, 100 * acc, torch.tensor(acc), np.float32(acc), round(100 * acc, 1),
+                   history.eval_accuracy[-1]):
+        assert "correct" in check("ch4_ex2", answer, model=model)
+
+
+def test_ex2_recomputes_on_the_test_data_it_is_given(random_cnn, test_set):
+    model, _ = random_cnn
+    images, labels = test_set[0][:300], test_set[1][:300]
     acc = _accuracy_by_hand(model, images, labels)
+    assert "correct" in check("ch4_ex2", acc, model=model, test_data=(images, labels))
+    full = _accuracy_by_hand(model, *test_set)
+    if abs(full - acc) > ch4.ACCURACY_TOLERANCE:
+        with pytest.raises(CheckFailed, match="is not what the random-label model scores"):
+            check("ch4_ex2", full, model=model, test_data=(images, labels))
+
+
+def test_ex2_rejects_made_up_and_misread_numbers(random_cnn, test_set):
+    model, history = random_cnn
+    acc = _accuracy_by_hand(model, *test_set)
+    counts = torch.bincount(test_set[1]).double()
+    majority = (counts.max() / counts.sum()).item()
+    cases = [
+        (0.1, r"10\.0% is the chance level .* not what you measured"),
+        (10, r"10\.0% is the chance level"),
+        (history.train_accuracy[-1], r"accuracy on the \*training\* labels"),
+        (1.0, r"accuracy on the \*training\* labels"),
+        (0.0, r"systematically \*wrong\*"),
+        (acc + 0.01, "is not what the random-label model scores"),
+        (acc - 0.005, "is not what the random-label model scores"),
+        (0.5, "is not what the random-label model scores"),
+    ]
+    if abs(majority - acc) > ch4.ACCURACY_TOLERANCE:
+        cases.append((majority, "the share of the most frequent class"))
+    for answer, message in cases:
+        with pytest.raises(CheckFailed, match=message):
+            check("ch4_ex2", answer, model=model)
+
+
+def test_ex2_rejects_the_wrong_model(random_cnn, test_set):
+    true_cnn, _ = sl.training.trained_mnist_model("cnn", labels="true", progress=False)
+    with pytest.raises(CheckFailed, match="it learned the digits"):
+        check("ch4_ex2", _accuracy_by_hand(true_cnn, *test_set), model=true_cnn)
+    untrained = sl.models.mnist_cnn(seed=0)    # at chance on the test digits, memorized nothing
+    acc = _accuracy_by_hand(untrained, *test_set)
     assert acc < 0.3
-    for answer in (acc, 100 * acc, torch.tensor(acc)):
-        assert "correct" in check("ch4_ex2", answer, model=model,
-                                  test_data=(images, labels))
+    with pytest.raises(CheckFailed, match="shuffled training labels .* not the random-label "
+                                          "network"):
+        check("ch4_ex2", acc, model=untrained)
+    # another untrained architecture, with its own accuracy typed in: refused the same way
+    mlp = sl.models.mnist_mlp(seed=3)
+    with pytest.raises(CheckFailed, match="shuffled training labels"):
+        check("ch4_ex2", _accuracy_by_hand(mlp, *test_set), model=mlp)
 
 
-def test_ex2_accepts_chance_when_the_model_is_at_chance():
-    images, labels = _toy_test_set()
-    model = sl.models.mnist_mlp(seed=3)
-    assert abs(_accuracy_by_hand(model, images, labels) - 0.1) <= 2 * ch4.ACCURACY_TOLERANCE
-    assert "correct" in check("ch4_ex2", 0.1, model=model, test_data=(images, labels))
+def test_ex2_memorization_check_uses_the_labels_the_network_was_trained_on(random_cnn):
+    model, history = random_cnn
+    images, shuffled = ch4.shuffled_training_set()
+    true_images, true_labels = sl.training.mnist_training_data("cnn", "random")
+    assert torch.equal(images, true_images)
+    assert torch.equal(shuffled, history.training_labels(true_labels))
+    assert _accuracy_by_hand(model, images, shuffled) >= ch4.MEMORIZED
 
 
-@pytest.mark.parametrize("answer, message", [
-    (1.0, "accuracy on the \\*training\\* labels"),
-    (0.0, "systematically \\*wrong\\*"),
-    ("ten percent", "should be a number"),
-    (150, "is not an accuracy"),
-])
-def test_ex2_rejects_typical_mistakes(answer, message):
-    images, labels = _toy_test_set()
+@pytest.mark.parametrize("answer, context, message", [
+    ("ten percent", {}, "should be a number, got a str"),
+    (None, {}, "should be a number, got None"),
+    ([0.1], {}, "should be a number, got a list"),
+    (150, {}, "is not an accuracy"),
+    (-0.1, {}, "is not an accuracy"),
+    (float("nan"), {}, "is not an accuracy"),
+    (0.1, {"model": None}, "needs the random-label model, passed as model=...; got None"),
+    (0.1, {"model": "random_cnn"}, "got a str"),
+    (0.1, {"test_data": "x_test"}, r"test_data= should be a pair \(images, labels\)"),
+    (0.1, {"test_data": (torch.zeros(5, 3), torch.zeros(5))}, "Evaluating the model you passed"),
+], ids=["str", "None", "list", "150", "negative", "nan", "no model", "str model",
+        "str test data", "wrong shape"])
+def test_ex2_refuses_bad_input_in_plain_words(random_cnn, answer, context, message):
+    context = {"model": random_cnn[0], **context}
     with pytest.raises(CheckFailed, match=message):
-        check("ch4_ex2", answer, model=sl.models.mnist_mlp(seed=3), test_data=(images, labels))
-
-
-def test_ex2_rejects_a_number_far_from_the_measured_accuracy():
-    images, labels = _toy_test_set()
-    model = sl.models.mnist_mlp(seed=3)
-    acc = _accuracy_by_hand(model, images, labels)
-    with pytest.raises(CheckFailed, match="is not what the random-label model scores"):
-        check("ch4_ex2", acc + 0.3, model=model, test_data=(images, labels))
-
-
-def test_ex2_rejects_the_true_label_model_and_a_missing_model():
-    images, labels = _readable_test_set()
-    assert _accuracy_by_hand(_LabelReader(), images, labels) == 1.0
-    with pytest.raises(CheckFailed, match="it\nlearned the digits|it learned the digits"):
-        check("ch4_ex2", 1.0, model=_LabelReader(), test_data=(images, labels))
-    with pytest.raises(CheckFailed, match="needs the random-label model"):
-        check("ch4_ex2", 0.1)
+        check("ch4_ex2", answer, **context)
 
 
 # ----------------------------------------------------------------------------- ex3 / ex4
 
-def _result(means):
+DIGITS, LABELS = sl.data.load_mnist("test")
+METHODS = {m: {} for m in sl.checks.DEFAULT_METHODS}
+METHODS.update(gradcam={"layer": "act2"}, guided_gradcam={"layer": "act2"})
+
+
+def _digits(per_class=4):
+    pick = torch.cat([torch.nonzero(LABELS == c).flatten()[:per_class] for c in range(10)])
+    return DIGITS[pick], LABELS[pick]
+
+
+def _result(means, per_class=4, inputs=None, true_pred=None, random_pred=None, **settings):
     """A data randomization result whose per-method means are ``means[method] = (abs, div)``,
-    with spread over 8 images around them."""
-    rows = []
+    with spread over the images around them, on real test digits: the first network
+    predicts the true labels, the second random ones (unless told otherwise)."""
+    x, y = _digits(per_class)
+    if inputs is not None:
+        x = inputs
+    n = len(x)
     gen = np.random.default_rng(0)
+    rows = []
     for method, (abs_mean, div_mean) in means.items():
         for metric, mean in (("spearman_abs", abs_mean), ("spearman_diverging", div_mean)):
-            noise = gen.normal(0, 0.05, 8)
+            noise = gen.normal(0, 0.05, n)
             for image, value in enumerate(mean + noise - noise.mean()):
                 rows.append((method, 1, "random labels", image, metric, value))
     table = pd.DataFrame(rows, columns=["method", "step", "layer", "image", "metric", "value"])
+    true_pred = y[:n] if true_pred is None else true_pred
+    if random_pred is None:
+        random_pred = torch.from_numpy(gen.integers(0, 10, n))
+    full = {"test": "data_randomization", "model": "MnistCNN",
+            "model_fingerprint": "a" * 24, "random_label_model": "MnistCNN",
+            "random_label_model_fingerprint": "b" * 24, "target": "argmax",
+            "methods": {m: METHODS.get(m, {}) for m in means},
+            "metrics": ["spearman_abs", "spearman_diverging", "ssim", "hog"]}
+    full.update(settings)
     return SanityCheckResult(
         table=table, maps={}, layers=["original", "random labels"],
         noise_floor={"spearman_abs": 0.0, "spearman_diverging": 0.0},
-        targets=torch.zeros(2, 8, dtype=torch.long),
-        settings={"test": "data_randomization", "methods": list(means),
-                  "metrics": ["spearman_abs", "spearman_diverging"]})
+        targets=torch.stack([true_pred, random_pred]).long(), settings=full, inputs=x)
 
 
 MEANS = {"gradient": (0.2, 0.05), "gradient_x_input": (0.95, 0.1),
-         "integrated_gradients": (0.93, 0.12), "guided_backprop": (0.52, 0.3),
-         "gradcam": (0.8, 0.8)}
+         "integrated_gradients": (0.93, 0.12), "smoothgrad": (0.22, 0.03),
+         "guided_backprop": (0.52, 0.3), "gradcam": (0.8, 0.8), "guided_gradcam": (0.1, 0.3)}
 
 
 @pytest.mark.parametrize("answer", [
@@ -220,9 +275,19 @@ def test_ex3_accepts_the_clearly_similar_methods(answer):
     assert "correct" in check("ch4_ex3", answer, result=_result(MEANS))
 
 
+def test_ex3_accepts_more_digits_and_the_original_class_as_target():
+    ex3 = ["gradient_x_input", "integrated_gradients", "gradcam"]
+    assert "correct" in check("ch4_ex3", ex3, result=_result(MEANS, per_class=6))
+    x, y = _digits()
+    original = _result(MEANS, random_pred=y, target="original")  # both rows: the true class
+    assert "correct" in check("ch4_ex3", ex3, result=original)
+
+
 @pytest.mark.parametrize("answer, message", [
     (["gradient_x_input", "gradcam"], "You left out integrated_gradients"),
+    ([], "You left out"),
     (["gradient_x_input", "integrated_gradients", "gradcam", "gradient"], "You named gradient"),
+    (list(sl.checks.DEFAULT_METHODS), "You named gradient"),
     (["gradient_x_input", "integrated_gradients", "gradcam", "vargrad"],
      "not among the methods of your result"),
     (["gradient_x_input", "integrated_gradients", "gradcam", "sailency maps"],
@@ -234,41 +299,80 @@ def test_ex3_rejects_wrong_lists(answer, message):
         check("ch4_ex3", answer, result=_result(MEANS))
 
 
-def test_ex3_needs_a_data_randomization_result():
-    with pytest.raises(CheckFailed, match="needs your result"):
-        check("ch4_ex3", ["gradient"])
-    other = _result(MEANS)
-    other.settings["test"] = "model_randomization"
-    with pytest.raises(CheckFailed, match="comes from another test"):
-        check("ch4_ex3", ["gradient"], result=other)
+def _without(method):
+    return {m: v for m, v in MEANS.items() if m != method}
+
+
+X, Y = _digits()
+WRONG_RESULTS = [
+    ("no result", None, "needs the result you computed, passed as result=...; got None"),
+    ("a str", "result", "got a str"),
+    ("model test", _result(MEANS, test="model_randomization"),
+     "comes from the 'model_randomization' test"),
+    ("no smoothgrad", _result(_without("smoothgrad")), r"has no maps of \['smoothgrad'\]"),
+    ("gradcam layer", _result(MEANS, methods={**METHODS, "gradcam": {}}),
+     "gradcam maps of your result were computed with layer=None; the exercise asks for "
+     "layer='act2'"),
+    ("IG steps", _result(MEANS, methods={**METHODS, "integrated_gradients": {"n_steps": 8}}),
+     "n_steps=8"),
+    ("one metric", _result(MEANS, metrics=["spearman_abs"]), "spearman_diverging"),
+    ("MLP", _result(MEANS, model="MnistMLP"), "model='MnistMLP'"),
+    ("same model twice", _result(MEANS, random_label_model_fingerprint="a" * 24),
+     "compares a network with itself"),
+    ("swapped", _result(MEANS, true_pred=torch.from_numpy(
+        np.random.default_rng(1).integers(0, 10, 40)), random_pred=Y),
+     "first network .* classifies only .* not the CNN trained on the true labels"),
+    ("two true-label models", _result(MEANS, random_pred=Y),
+     "second network .* classifies 100% of the digits correctly: it learned the digits"),
+    ("untrained first", _result(MEANS, true_pred=torch.full((40,), 7)),
+     "classifies only 10%"),
+    ("one digit per class", _result(MEANS, per_class=1), "holds 10 image"),
+    ("not MNIST", _result(MEANS, inputs=torch.rand(40, 1, 28, 28)),
+     "40 of the 40 images .* are not MNIST test digits"),
+    ("one class", _result(MEANS, inputs=DIGITS[LABELS == 1][:40]),
+     r"\[0, 40, 0, 0, 0, 0, 0, 0, 0, 0\] digits per class"),
+    ("fixed target", _result(MEANS, target=[1] * 40),
+     "target=\\[1, .* does not record what the networks predicted"),
+]
+
+
+@pytest.mark.parametrize("exercise", ["ch4_ex3", "ch4_ex4"])
+@pytest.mark.parametrize("result, message", [(r, m) for _, r, m in WRONG_RESULTS],
+                         ids=[name for name, _, _ in WRONG_RESULTS])
+def test_ex3_ex4_refuse_a_result_that_cannot_answer(exercise, result, message):
+    with pytest.raises(CheckFailed, match=message):
+        check(exercise, ["gradient_x_input", "integrated_gradients"], result=result)
 
 
 def test_ex3_on_a_real_run_where_both_models_are_the_same():
-    """Explaining the same network twice: every method's maps are identical, so every
-    method 'stays similar'."""
-    model = sl.models.mnist_mlp(seed=0)
-    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    """Explaining the same network twice: every method's maps are identical, so every method
+    'stays similar'; the check refuses the result instead of grading a list against it."""
+    model = sl.models.mnist_cnn(seed=0)
+    x, _ = _digits()
     methods = ["gradient", "gradient_x_input", "guided_backprop"]
     result = sl.data_randomization_test(model, model, x, methods, progress=False)
-    assert "correct" in check("ch4_ex3", methods, result=result)
-    with pytest.raises(CheckFailed, match="You left out gradient"):
-        check("ch4_ex3", ["gradient_x_input", "guided_backprop"], result=result)
+    with pytest.raises(CheckFailed, match="has no maps of"):
+        check("ch4_ex3", methods, result=result)
 
 
 def test_ex4_accepts_similar_in_abs_but_not_in_sign():
     result = _result(MEANS)
     # GBP: abs near the threshold, diverging clearly low -> optional; gradcam similar in both.
     for answer in (["gradient_x_input", "integrated_gradients"],
-                   ["gradient_x_input", "integrated_gradients", "guided_backprop"]):
+                   ["gradient_x_input", "integrated_gradients", "guided_backprop"],
+                   ("IG", "Gradient ⊙ Input")):
         assert "correct" in check("ch4_ex4", answer, result=result)
 
 
 @pytest.mark.parametrize("answer, message", [
     (["gradient_x_input"], "You left out integrated_gradients"),
+    ([], "You left out"),
     (["gradient_x_input", "integrated_gradients", "gradcam"],
      "You named gradcam, but its maps stay similar with the sign kept too"),
     (["gradient_x_input", "integrated_gradients", "gradient"],
      "You named gradient, but its maps already differ in absolute value"),
+    ("gradient_x_input", "You left out integrated_gradients"),
+    (None, "should be a list of method names"),
 ])
 def test_ex4_rejects_wrong_lists(answer, message):
     with pytest.raises(CheckFailed, match=message):

@@ -557,6 +557,60 @@ def check_result(result, *, test: str, what: str, mode=None, methods=(), metrics
     return result
 
 
+def mnist_test_labels(result, *, what: str, name: str = "result", min_per_class: int = 1,
+                      atol: float = 1e-4):
+    """The true labels of the MNIST test digits a result was computed on, found by value.
+
+    A check that needs to know whether the student's result explains the *trained* network
+    compares the classes the result's model predicted (``result.targets``) with these. Every
+    input must be one of the embedded test digits (:func:`sanity_lib.data.load_mnist`, as the
+    MNIST models read them: their preprocessing is the identity), and every class must come
+    at least ``min_per_class`` times; otherwise the check fails saying so.
+
+    Parameters
+    ----------
+    result : SanityCheckResult
+        Already validated with :func:`check_result`.
+    what : str
+        The call the exercise asks for, for the hints.
+    name : str, optional
+        The keyword the result was passed under.
+    min_per_class : int, optional
+    atol : float, optional
+        Largest pixel difference between an input and the test digit it is taken for.
+
+    Returns
+    -------
+    torch.Tensor
+        One label per input image, in the result's order.
+    """
+    import torch
+
+    from sanity_lib import data
+
+    again = f"Run it as the exercise says, `{what}`, and pass that result as {name}=..."
+    inputs = getattr(result, "inputs", None)
+    expect(isinstance(inputs, torch.Tensor) and inputs.dim() == 4
+           and tuple(inputs.shape[1:]) == (1, 28, 28),
+           f"The result passed as {name}= does not hold the MNIST digits it explained "
+           f"(its inputs are {describe(inputs)}).", hint=again)
+    digits, labels = data.load_mnist("test")
+    flat = inputs.detach().to("cpu", torch.float32).flatten(1)
+    distance, index = torch.cdist(flat, digits.to(torch.float32).flatten(1),
+                                  compute_mode="donot_use_mm_for_euclid_dist").min(dim=1)
+    known = distance <= atol * flat.shape[1] ** 0.5
+    expect(bool(known.all()),
+           f"{int((~known).sum())} of the {len(flat)} images of the result passed as {name}= "
+           "are not MNIST test digits as the network reads them (not from "
+           "`sl.data.load_mnist(\"test\")`, or changed on the way).", hint=again)
+    found = labels[index]
+    counts = torch.bincount(found, minlength=10)
+    expect(bool((counts >= min_per_class).all()),
+           f"The result passed as {name}= has {counts.tolist()} digits per class (0 to 9); the "
+           f"exercise takes at least {min_per_class} of every class.", hint=again)
+    return found
+
+
 def _load_all_checks() -> None:
     for info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{info.name}")

@@ -3,27 +3,50 @@
 ===========  ===================================================================
 exercise     what the answer is
 ===========  ===================================================================
-``ch3_ex1``  a generator function ``f(model, init="default", seed=0)`` yielding
+``ch3_ex1``  a generator function ``f(model, init=..., seed=0)`` yielding
              ``(layer_name, randomized_model)``: cascading randomization from the
              logits down, cumulative, one fresh copy per step, the model given
-             left untouched (as :func:`sanity_lib.randomization.cascading`)
+             left untouched, ``init`` and ``seed`` obeyed. Written by hand: calling
+             the library's loops (:func:`sanity_lib.randomization.cascading` and its
+             siblings) fails the check; ``randomize_module`` is allowed.
 ``ch3_ex2``  the methods that *fail* the test on the MNIST CNN: those whose mean
              ``spearman_abs`` with the original map stays at or above
              :data:`FAIL_THRESHOLD` once ``logits`` and ``fc1`` are randomized;
-             needs ``result=`` (the student's cascading result)
-``ch3_ex3``  the layer at which Guided Backprop's map first changes visibly in the
-             cascading explorer (EfficientNet-Lite0); needs ``result=``
+             needs ``result=``: the student's cascading test of the *trained* CNN
+             with the paper's seven methods at the paper's settings,
+             ``init="truncated_normal"``, two test digits of every class
+``ch3_ex3``  ``{"guided_backprop": layer, "gradient": layer}``: for both methods, the
+             layer at which the map first changes visibly in the cascading explorer
+             (EfficientNet-Lite0); needs ``result=``: the student's full cascading
+             sweep of the ImageNet-trained network, ``init="truncated_normal"``
 ===========  ===================================================================
 
-The checks of ex2 and ex3 judge the answer against the result the student computed, with
-a margin: a method (or layer) close to the threshold is accepted either way, only the
-clear cases must be right. No number is hard-coded.
+ex1 calls the student's function with ``init`` passed by keyword (it never relies on the
+default of the student's signature) and judges every step by which parameters changed; the
+library's own loop is the reference for the order of the groups. The checks of ex2 and ex3
+first validate the result they are given (test, mode, order, init, methods, metrics, every
+layer, and the trained model: for MNIST, the model's predictions on the result's digits must be
+right; for EfficientNet-Lite0, the weights must be the shipped ones), then judge the answer
+against that result with a margin: a method (or layer) close to the threshold is accepted
+either way, only the clear cases must be right. No number is hard-coded.
 
 Examples
 --------
->>> import sanity_lib as sl
->>> sl.grading.check("ch3_ex1", sl.randomization.cascading)
+>>> import copy, sanity_lib as sl
+>>> def my_cascading(model, init="default", seed=0):
+...     work = copy.deepcopy(model)
+...     for name, group in reversed(sl.models.layer_groups(work)):
+...         sl.randomization.randomize_module(group, init=init, seed=seed, prefix=name)
+...         yield name, copy.deepcopy(work)
+>>> sl.grading.check("ch3_ex1", my_cascading)
 'ch3_ex1: correct. Well done!'
+>>> def calls_the_library(model, init="default", seed=0):
+...     return sl.randomization.cascading(model, init=init, seed=seed)
+>>> sl.grading.check("ch3_ex1", calls_the_library)
+Traceback (most recent call last):
+...
+sanity_lib.course.grading.CheckFailed: Your answer calls sanity_lib.randomization.cascading: the exercise asks you to write the cascading loop yourself.
+Hint: ...
 """
 import copy
 import functools
@@ -35,7 +58,7 @@ from torch import nn
 from . import CheckFailed, expect, method_names, register
 
 __all__ = ["failing_methods", "change_layers", "FAIL_THRESHOLD", "FAIL_MARGIN", "FAIL_AFTER",
-           "CHANGE_START", "CHANGE_CLEAR"]
+           "CHANGE_START", "CHANGE_CLEAR", "TRAINED_ACCURACY", "EX1_INIT", "EX1_OTHER_INIT"]
 
 #: ex2: a method fails when its mean spearman_abs after ``FAIL_AFTER`` is at least this.
 FAIL_THRESHOLD = 0.5
@@ -118,37 +141,87 @@ def _describe_step(k, name, state, order):
     return f"step {k} ({name!r}) has {randomized} re-initialized"
 
 
+#: ex1: the init passed to the student's function for the step-by-step checks (the course's
+#: setting) and the other one it is run with to see that ``init`` is obeyed.
+EX1_INIT = "truncated_normal"
+EX1_OTHER_INIT = "default"
+
+_FORBID_HINT = ("Loop over the groups yourself and re-initialize each with "
+                "`sl.randomization.randomize_module(group, init=init, seed=seed, prefix=name)`; "
+                "sl.randomization.cascading is what the check compares with.")
+
+
+def _library_loops():
+    """The library's own randomization loops, which the answer must not call."""
+    from sanity_lib import randomization
+
+    return [randomization.cascading, randomization.independent, randomization.gaussian_noise,
+            randomization._cascade, randomization._one_at_a_time]
+
+
+def _usage():
+    """The signature to show, with the library's own default for ``init`` (whatever it is)."""
+    import inspect
+
+    from sanity_lib import randomization
+
+    default = inspect.signature(randomization.cascading).parameters["init"].default
+    return f"my_cascading(model, init={default!r}, seed=0)"
+
+
+def _run_steps(fn, label, model, expected, params, init, seed):
+    """Call ``fn(model, init=init, seed=seed)`` and walk its steps, with the library's loops
+    forbidden; return ``[(name, randomized_model, {group: "all" | "some" | "none"})]``, each
+    step judged as soon as it is yielded."""
+    from . import call_student, describe, forbid_calls
+
+    usage = _usage()
+    seen = []
+    with forbid_calls("the cascading loop", functions=_library_loops(), hint=_FORBID_HINT):
+        steps = call_student(fn, model, init=init, seed=seed, name="my_cascading",
+                             usage=usage, on=f"on {label}")
+        expect(steps is not None and hasattr(steps, "__iter__")
+               and not isinstance(steps, (nn.Module, str, torch.Tensor)),
+               f"Your function returned {describe(steps)}, not something to loop over.",
+               hint="Use `yield name, randomized_model` inside the loop over the groups (a "
+                    "generator), or return a list of (name, model) pairs.")
+        iterator = iter(steps)
+        for k in range(1, len(expected) + 2):  # one more than expected: a too-long loop shows
+            try:
+                item = next(iterator)
+            except StopIteration:
+                break
+            except (CheckFailed, NotImplementedError):
+                raise
+            except Exception as err:  # noqa: BLE001 (any error of the student's loop)
+                raise CheckFailed(
+                    f"Your `my_cascading` raised {type(err).__name__} at step {k} on {label} "
+                    f"(called as my_cascading(model, init={init!r}, seed={seed})): {err}\n"
+                    "Hint: Run it yourself on the MNIST CNN; every step should re-initialize "
+                    "one more group of the working copy.") from None
+            expect(isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+                   and isinstance(item[1], nn.Module),
+                   f"Step {k} of your function gave {describe(item)}, not a pair "
+                   "(layer_name, randomized_model).",
+                   hint="`yield name, randomized` with the group's name (a str) and the model.")
+            name, randomized = item
+            expect(randomized is not model,
+                   f"Step {k} yielded the very model you were given, re-initialized in place.",
+                   hint="Work on `copy.deepcopy(model)`: the trained model must stay trained, "
+                        "because step 0 (the original maps) and every later comparison need "
+                        "it.")
+            # judge the step now, before the next step has a chance to change the same object
+            seen.append((name, randomized, _changed_groups(randomized, params, expected)))
+    return seen
+
+
 def _check_one_model(fn, label, model):
     from sanity_lib import randomization
 
     expected = randomization.randomization_order(model, order="top_down")
     before = _snapshot(model)
     params = {k: v.detach().clone() for k, v in model.named_parameters()}
-    try:
-        steps = fn(model)
-    except TypeError as err:
-        raise CheckFailed(
-            f"Calling your function as f(model) on {label} failed with TypeError: {err}\n"
-            "Hint: define it as `def my_cascading(model, init=\"default\", seed=0):` and "
-            "`yield name, randomized_model` inside the loop.") from None
-    expect(steps is not None and hasattr(steps, "__iter__") and not isinstance(steps, nn.Module),
-           f"Your function returned {type(steps).__name__}, not something to loop over.",
-           hint="Use `yield name, randomized_model` inside the loop over the groups (a "
-                "generator), or return a list of (name, model) pairs.")
-    seen = []
-    for k, item in enumerate(steps, start=1):
-        expect(isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
-               and isinstance(item[1], nn.Module),
-               f"Step {k} of your function gave {type(item).__name__}, not a pair "
-               "(layer_name, randomized_model).",
-               hint="`yield name, randomized` with the group's name (a str) and the model.")
-        name, randomized = item
-        expect(randomized is not model,
-               f"Step {k} yielded the very model you were given, re-initialized in place.",
-               hint="Work on `copy.deepcopy(model)`: the trained model must stay trained, "
-                    "because step 0 (the original maps) and every later comparison need it.")
-        # judge the step now, before the next step has a chance to change the same object
-        seen.append((name, randomized, _changed_groups(randomized, params, expected)))
+    seen = _run_steps(fn, label, model, expected, params, EX1_INIT, 0)
     names = [name for name, _, _ in seen]
     after = _snapshot(model)
     expect(all(torch.equal(before[k], after[k]) for k in before),
@@ -204,35 +277,151 @@ def _check_one_model(fn, label, model):
                f"{len(seen)} times.",
                hint="Yield a copy of the working model at each step: "
                     "`yield name, copy.deepcopy(work)`.")
+    return expected, params, seen[-1][1]
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return set(sa) == set(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _check_arguments(fn, label, model, expected, params, last):
+    """The same ``init`` and ``seed`` give the same weights; another ``init`` or another
+    ``seed`` gives other weights. ``last``: the final step's model of the first run."""
+    def final(init, seed):
+        return _run_steps(fn, label, model, expected, params, init, seed)[-1][1]
+
+    expect(_same_weights(final(EX1_INIT, 0), last),
+           f"On {label}, two runs with init={EX1_INIT!r} and seed=0 gave different weights: "
+           "your randomization is not reproducible.",
+           hint="Draw the new weights from the seed you are given: "
+                "`sl.randomization.randomize_module(group, init=init, seed=seed, prefix=name)`"
+                " (no unseeded `torch.randn` or `reset_parameters` on the global RNG).")
+    expect(not _same_weights(final(EX1_INIT, 1), last),
+           f"On {label}, seed=0 and seed=1 gave the same weights: your function ignores "
+           "`seed`.", hint="Pass `seed=seed` on to `randomize_module`.")
+    expect(not _same_weights(final(EX1_OTHER_INIT, 0), last),
+           f"On {label}, init={EX1_INIT!r} and init={EX1_OTHER_INIT!r} gave the same weights: "
+           "your function ignores `init` (the check passes it by keyword, as "
+           "`sl.model_randomization_test` does).",
+           hint="Pass `init=init` on to `randomize_module`; do not fix the scheme inside "
+                "the loop.")
 
 
 @register("ch3_ex1")
 def _check_ex1(answer, **_):
-    expect(callable(answer),
-           f"The answer should be your function, got {type(answer).__name__}.",
+    from . import describe
+
+    got = (f"a model ({type(answer).__name__})" if isinstance(answer, nn.Module)
+           else describe(answer))
+    expect(callable(answer) and not isinstance(answer, (type, nn.Module)),
+           f"The answer should be your function, got {got}.",
            hint="Pass the function itself: `sl.grading.check(\"ch3_ex1\", my_cascading)`.")
-    for label, model in _test_models():
-        _check_one_model(answer, label, model)
+    runs = [(label, model, *_check_one_model(answer, label, model))
+            for label, model in _test_models()]
+    # the steps are right on every model; now init and seed (on the MNIST CNN)
+    _check_arguments(answer, *runs[0])
 
 
 # ----------------------------------------------------------------------------- helpers ex2/3
 
-def _check_result(result, what):
-    from sanity_lib.checks import SanityCheckResult
+#: ex2: the call the exercise asks for, and what the result must hold.
+EX2_WHAT = ('sl.model_randomization_test(cnn, xd, sl.checks.DEFAULT_METHODS, mode="cascading", '
+            'init="truncated_normal", cache=True)')
+EX2_SETTINGS = {"order": "top_down", "init": "truncated_normal", "model": "MnistCNN"}
+#: ex2: the paper's settings of the two methods that have a cost knob.
+EX2_METHOD_SETTINGS = {"integrated_gradients": {"n_steps": 50}, "smoothgrad": {"n_samples": 50}}
+#: ex2: test digits of every class the result must hold (the exercise takes two per class).
+EX2_PER_CLASS = 2
+#: ex2: the trained CNN classifies about 99 % of the test digits right; an untrained or a
+#: random-label network about 10 %. Below this, the result's model is not the trained one.
+TRAINED_ACCURACY = 0.8
+#: ex3: the call the exercise asks for, and what the result must hold.
+EX3_WHAT = ('sl.model_randomization_test(model, x, ["gradient", "guided_backprop"], '
+            'init="truncated_normal", metrics=["spearman_abs", "spearman_diverging"], '
+            'cache=True)')
+EX3_METHODS = ("guided_backprop", "gradient")
+EX3_SETTINGS = {"order": "top_down", "init": "truncated_normal", "model": "EfficientNetLite0"}
+_METRICS = ("spearman_abs", "spearman_diverging")
 
-    expect(isinstance(result, SanityCheckResult),
-           f"This check needs the result you computed, passed as result=...; got "
-           f"{type(result).__name__}.",
-           hint=f"`sl.grading.check(..., answer, result=result)` with the result of "
-                f"{what}.")
-    expect(result.settings.get("test") == "model_randomization"
-           and result.settings.get("mode") == "cascading"
-           and result.settings.get("order", "top_down") == "top_down",
-           "The result passed as result= is not a top-down cascading model randomization "
-           "test.", hint=f"Pass the result of {what}.")
-    expect("spearman_abs" in result.metrics,
-           "The result passed as result= has no spearman_abs values.",
-           hint="Run the test with the default metrics (all four).")
+
+def _every_layer(result, model_class, what):
+    """The result's steps must be every layer group of the model, from the logits down."""
+    expected = list(reversed(model_class.layer_group_names))
+    steps = list(result.layers[1:])
+    missing = [g for g in expected if g not in steps]
+    expect(steps == expected,
+           f"The result passed as result= has the steps {steps}; the exercise's test "
+           f"randomizes every layer group of {model_class.__name__}, from the logits down: "
+           f"{expected}" + (f" (missing: {missing})." if missing else "."),
+           hint=f"Run `{what}` without `groups=` so that the sweep goes down to the input.")
+
+
+def _predictions(result):
+    """The classes the result's trained model explained (step 0), or None when the target
+    was fixed by hand (then the predictions are not recorded)."""
+    target = result.settings.get("target", "argmax")
+    targets = result.targets
+    if not (isinstance(target, str) and isinstance(targets, torch.Tensor) and targets.dim() == 2):
+        return None
+    return targets[0].long()
+
+
+def _check_ex2_result(result):
+    from sanity_lib.checks import DEFAULT_METHODS
+    from sanity_lib.models.mnist import MnistCNN
+
+    from . import check_result, mnist_test_labels
+
+    check_result(result, test="model_randomization", mode="cascading", what=EX2_WHAT,
+                 methods=DEFAULT_METHODS, metrics=_METRICS, settings=EX2_SETTINGS,
+                 method_settings=EX2_METHOD_SETTINGS, min_images=10 * EX2_PER_CLASS)
+    _every_layer(result, MnistCNN, EX2_WHAT)
+    labels = mnist_test_labels(result, what=EX2_WHAT, min_per_class=EX2_PER_CLASS)
+    predicted = _predictions(result)
+    expect(predicted is not None,
+           f"The result passed as result= was run with target="
+           f"{result.settings.get('target')!r}: it does not record what the network "
+           "predicted, so I cannot tell the trained CNN from another one.",
+           hint=f"Leave `target` at its default: `{EX2_WHAT}`.")
+    accuracy = (predicted == labels).double().mean().item()
+    expect(accuracy >= TRAINED_ACCURACY,
+           f"The network of the result passed as result= classifies only {accuracy:.0%} of "
+           "its digits correctly: it is not the CNN trained on the true labels (an untrained "
+           "or a random-label network?). The test asks whether the maps of a *trained* "
+           "model change when it is randomized.",
+           hint='Load it with `cnn, _ = sl.training.trained_mnist_model("cnn", "true")` and '
+                "run the test on it.")
+
+
+_EN_FINGERPRINT = None
+
+
+def _efficientnet_fingerprint():
+    """The fingerprint of the ImageNet-trained EfficientNet-Lite0 (loaded once)."""
+    global _EN_FINGERPRINT
+    if _EN_FINGERPRINT is None:
+        from sanity_lib import models
+        from sanity_lib._cache import fingerprint
+
+        _EN_FINGERPRINT = fingerprint(models.efficientnet_lite0())
+    return _EN_FINGERPRINT
+
+
+def _check_ex3_result(result):
+    from sanity_lib.models.efficientnet import EfficientNetLite0
+
+    from . import check_result
+
+    check_result(result, test="model_randomization", mode="cascading", what=EX3_WHAT,
+                 methods=EX3_METHODS, metrics=_METRICS, settings=EX3_SETTINGS)
+    _every_layer(result, EfficientNetLite0, EX3_WHAT)
+    expect(result.settings.get("model_fingerprint") == _efficientnet_fingerprint(),
+           "The result passed as result= was not computed on the ImageNet-trained "
+           "EfficientNet-Lite0 (its weights differ from the shipped ones: "
+           "`pretrained=False`, or a model you changed?). The test asks how the maps of the "
+           "*trained* network change.",
+           hint=f"`model = sl.models.efficientnet_lite0()`, then `{EX3_WHAT}`.")
 
 
 def _mean_curves(result, metric="spearman_abs"):
@@ -250,7 +439,8 @@ def _method_set(answer):
 # ----------------------------------------------------------------------------- ex2
 
 def failing_methods(result, threshold=FAIL_THRESHOLD, margin=FAIL_MARGIN, after=FAIL_AFTER):
-    """(must, may): the methods that clearly fail, and those near the threshold.
+    """(must, may, values): the methods that clearly fail, those near the threshold, and
+    every method's mean similarity at the step ``after``.
 
     A method fails when its mean ``spearman_abs`` with the original map, read at the step
     ``after`` (cascading, so every group from the logits down to it is random), is at least
@@ -258,7 +448,7 @@ def failing_methods(result, threshold=FAIL_THRESHOLD, margin=FAIL_MARGIN, after=
 
     Examples
     --------
-    >>> must, may = failing_methods(result)          # doctest: +SKIP
+    >>> must, may, values = failing_methods(result)          # doctest: +SKIP
     """
     expect(after in result.layers,
            f"The result has no step {after!r} (its steps are {result.layers}).",
@@ -273,7 +463,7 @@ def failing_methods(result, threshold=FAIL_THRESHOLD, margin=FAIL_MARGIN, after=
 
 @register("ch3_ex2")
 def _check_ex2(answer, result=None, **_):
-    _check_result(result, "`sl.model_randomization_test` on the trained MNIST CNN")
+    _check_ex2_result(result)
     named = _method_set(answer)
     must, may, values = failing_methods(result)
     unknown = sorted(named - set(values))
@@ -343,31 +533,69 @@ def change_layers(result, method="guided_backprop", start=CHANGE_START, clear=CH
     return [result.layers[k] for k in sorted(steps)]
 
 
-@register("ch3_ex3")
-def _check_ex3(answer, result=None, **_):
-    _check_result(result, "`sl.model_randomization_test` on EfficientNet-Lite0 (cascading)")
-    expect(isinstance(answer, str),
-           f"The answer should be a layer name (a str), got {type(answer).__name__}.",
-           hint="Read the layer off the explorer's slider, e.g. \"stage6\".")
-    layer = answer.strip()
+_EX3_EXAMPLE = '{"guided_backprop": "head", "gradient": "stage2"}'
+_LABELS = {"guided_backprop": "Guided Backprop", "gradient": "the Gradient"}
+
+
+def _ex3_answer(answer, result):
+    """``{method: layer}`` with a layer for every method of :data:`EX3_METHODS`."""
+    from . import describe, method_name
+
+    expect(isinstance(answer, dict),
+           f"The answer should be a dict with the layer for each of the two methods, got "
+           f"{describe(answer)}.",
+           hint=f"e.g. `first_change = {_EX3_EXAMPLE}` (names from the explorer's slider).")
+    layers = {}
+    for key, layer in answer.items():
+        method = method_name(key, available=result.methods)
+        expect(method in EX3_METHODS,
+               f"{method} is not one of the methods the exercise looks at "
+               f"({list(EX3_METHODS)}).", hint=f"e.g. `first_change = {_EX3_EXAMPLE}`.")
+        expect(method not in layers, f"The answer names {method} twice.",
+               hint="One layer per method.")
+        expect(isinstance(layer, str),
+               f"answer[{key!r}] should be a layer name (a str), got {describe(layer)}.",
+               hint="Read the layer off the explorer's slider, e.g. \"stage1\".")
+        layers[method] = layer.strip()
+    missing = [m for m in EX3_METHODS if m not in layers]
+    expect(not missing,
+           f"The answer has no layer for {missing}: the exercise asks where the map of "
+           f"each of {list(EX3_METHODS)} first changes.",
+           hint=f"Switch the explorer to each method in turn; e.g. `first_change = "
+                f"{_EX3_EXAMPLE}`.")
+    return layers
+
+
+def _check_first_change(method, layer, result, curves):
+    label = _LABELS.get(method, method)
     expect(layer in result.layers[1:],
-           f"{answer!r} is not one of the sweep's randomized layers: {result.layers[1:]}.",
+           f"{layer!r} (for {method}) is not one of the sweep's randomized layers: "
+           f"{result.layers[1:]}.",
            hint="Copy the name shown on the explorer's layer slider.")
-    accepted = change_layers(result)
-    expect(accepted, "Guided Backprop's maps never change much in your result, so there is "
-           "no layer to name.", hint="Did the sweep run to the input layer?")
+    accepted = change_layers(result, method)
+    expect(accepted, f"{label}'s maps never change much in your result, so there is no "
+           "layer to name.", hint="Did the sweep run to the input layer?")
     k = result.layers.index(layer)
-    curve = _mean_curves(result)["guided_backprop"]
+    curve = curves[method]
     first, last = result.layers.index(accepted[0]), result.layers.index(accepted[-1])
     expect(k >= first,
-           f"At {layer!r} Guided Backprop's map has not changed yet: its mean rank "
-           f"correlation with the original is still {curve[k - 1]:.2f}.",
-           hint="Move the slider further towards the input and watch the Guided Backprop "
-                "map (abs), not the Gradient's.")
+           f"At {layer!r} {label}'s map has not changed yet: its mean rank correlation "
+           f"with the original is still {curve[k - 1]:.2f}.",
+           hint=f"Move the slider further towards the input and watch the {label} map "
+                "(abs), not the other method's.")
     expect(k <= last or layer in accepted,
-           f"{layer!r} is too late: Guided Backprop's map had already changed clearly "
+           f"{layer!r} is too late for {method}: {label}'s map had already changed clearly "
            f"before it (mean rank correlation {curve[last - 1]:.2f} at {accepted[-1]!r}).",
            hint="Find the first layer where the map starts to look different.")
     expect(layer in accepted,
-           f"{layer!r} is not where Guided Backprop's map first changes.",
+           f"{layer!r} is not where {label}'s map first changes.",
            hint="Watch the map and the rank correlation under it while you move the slider.")
+
+
+@register("ch3_ex3")
+def _check_ex3(answer, result=None, **_):
+    _check_ex3_result(result)
+    layers = _ex3_answer(answer, result)
+    curves = _mean_curves(result)
+    for method in EX3_METHODS:
+        _check_first_change(method, layers[method], result, curves)

@@ -24,6 +24,11 @@ seed gives different ones, and a block is randomized identically whether it come
 
 Initialization schemes (``init=``)
 ----------------------------------
+The default is ``"truncated_normal"`` (:data:`DEFAULT_INIT`), the paper's scheme. PyTorch's
+own ``"default"`` draws are much smaller than the trained weights of a deep network and make
+EfficientNet-Lite0's logits collapse to almost constant values, which no saliency map could
+then be expected to track (chapter 3 of the book shows it); ask for it explicitly.
+
 ``fan_in`` is a weight's inputs per output unit: ``in_features`` for ``Linear``,
 ``in_channels / groups * kernel area`` for convolutions (PyTorch's definition).
 
@@ -79,7 +84,7 @@ from torch import nn
 from sanity_lib._validation import check_choice
 
 __all__ = [
-    "INIT_SCHEMES", "ORDERS", "BATCHNORM_POLICIES", "TRUNCATED_NORMAL_STD_FACTOR",
+    "INIT_SCHEMES", "DEFAULT_INIT", "ORDERS", "BATCHNORM_POLICIES", "TRUNCATED_NORMAL_STD_FACTOR",
     "init_schemes", "randomization_order",
     "cascading", "independent", "gaussian_noise",
     "randomize_module", "add_gaussian_noise",
@@ -93,6 +98,9 @@ _INIT_DESCRIPTIONS = {
     "permutation": "trained values of each tensor shuffled into new positions",
 }
 INIT_SCHEMES = tuple(_INIT_DESCRIPTIONS)
+# The paper's scheme, and the one under which a randomized deep network still computes
+# something (PyTorch's "default" collapses EfficientNet-Lite0; chapter 3).
+DEFAULT_INIT = "truncated_normal"
 ORDERS = ("top_down", "bottom_up")
 BATCHNORM_POLICIES = ("keep", "reset")
 
@@ -251,7 +259,7 @@ def _units(module, prefix):
             for name, m in module.named_modules()]
 
 
-def randomize_module(module: nn.Module, *, init: str = "default", seed: int = 0,
+def randomize_module(module: nn.Module, *, init: str = DEFAULT_INIT, seed: int = 0,
                      batchnorm: str = "keep", prefix: str = "") -> nn.Module:
     """Re-initialize every parameter of ``module`` and its submodules, **in place**.
 
@@ -264,8 +272,8 @@ def randomize_module(module: nn.Module, *, init: str = "default", seed: int = 0,
     ----------
     module : torch.nn.Module
         Changed in place; pass ``copy.deepcopy(module)`` to keep the original.
-    init : {"default", "normal", "truncated_normal", "uniform", "permutation"}
-        See the module documentation (``init_schemes()`` lists them).
+    init : {"truncated_normal", "default", "normal", "uniform", "permutation"}
+        Default ``"truncated_normal"`` (the paper's). See the module documentation (``init_schemes()`` lists them).
     seed : int
         Same seed, same weights.
     batchnorm : {"keep", "reset"}
@@ -418,7 +426,7 @@ def _one_at_a_time(model, plan, step):
         yield group_name, work.eval()
 
 
-def cascading(model: nn.Module, *, order: str = "top_down", init: str = "default", seed: int = 0,
+def cascading(model: nn.Module, *, order: str = "top_down", init: str = DEFAULT_INIT, seed: int = 0,
               groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
               batchnorm: str = "keep") -> Iterator[tuple[str, nn.Module]]:
     """Re-initialize the layer groups cumulatively: the paper's cascading randomization.
@@ -432,8 +440,8 @@ def cascading(model: nn.Module, *, order: str = "top_down", init: str = "default
     model : torch.nn.Module
         The trained model. Never changed.
     order : {"top_down", "bottom_up"}
-    init : {"default", "normal", "truncated_normal", "uniform", "permutation"}
-        How to re-initialize (module documentation; ``init_schemes()`` lists them).
+    init : {"truncated_normal", "default", "normal", "uniform", "permutation"}
+        How to re-initialize; default ``"truncated_normal"``, the paper's (module documentation; ``init_schemes()`` lists them).
     seed : int
         Same seed, same weights; a group's new weights do not depend on the order.
     groups : list, optional
@@ -454,7 +462,7 @@ def cascading(model: nn.Module, *, order: str = "top_down", init: str = "default
     --------
     >>> from sanity_lib.models import mnist_cnn
     >>> model = mnist_cnn()
-    >>> [name for name, _ in cascading(model, init="truncated_normal")]
+    >>> [name for name, _ in cascading(model)]
     ['logits', 'fc1', 'conv2', 'conv1']
     """
     _check_model(model)
@@ -469,7 +477,7 @@ def cascading(model: nn.Module, *, order: str = "top_down", init: str = "default
     return _cascade(model, plan, step)
 
 
-def independent(model: nn.Module, *, init: str = "default", seed: int = 0,
+def independent(model: nn.Module, *, init: str = DEFAULT_INIT, seed: int = 0,
                 groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
                 batchnorm: str = "keep",
                 order: str = "top_down") -> Iterator[tuple[str, nn.Module]]:

@@ -458,3 +458,23 @@ def test_bad_arguments_fail_at_call_time_with_the_valid_values(cnn, call, match)
 def test_wrong_types_raise_type_error(cnn, call):
     with pytest.raises(TypeError, match="seed|std|relative|torch.nn.Module"):
         call(cnn)
+
+
+def test_the_default_scheme_is_the_papers_truncated_normal_everywhere(cnn):
+    # chapter 3: PyTorch's own draws collapse EfficientNet-Lite0, so no call falls back to them
+    import inspect
+
+    from sanity_lib import checks
+    from sanity_lib.studies import mprt
+
+    assert R.DEFAULT_INIT == "truncated_normal"
+    for fn in (R.cascading, R.independent, R.randomize_module, mprt.fully_randomized,
+               mprt.efficient_mprt, mprt.smooth_mprt):
+        assert inspect.signature(fn).parameters["init"].default == "truncated_normal", fn
+    # the sweep leaves it unset (gaussian noise uses none) and fills in the same default
+    assert inspect.signature(checks.model_randomization_test).parameters["init"].default is None
+    default = [m.state_dict() for _, m in R.cascading(cnn)]
+    explicit = [m.state_dict() for _, m in R.cascading(cnn, init="truncated_normal")]
+    pytorch = [m.state_dict() for _, m in R.cascading(cnn, init="default")]
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(default, explicit) for k in a)
+    assert not torch.equal(default[0]["logits.weight"], pytorch[0]["logits.weight"])

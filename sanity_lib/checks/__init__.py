@@ -114,7 +114,7 @@ def model_randomization_test(model: nn.Module, x: torch.Tensor,
                              methods: Sequence[str] | Mapping[str, Mapping[str, Any] | None]
                              = DEFAULT_METHODS,
                              mode: str = "cascading", *, order: str = "top_down",
-                             init: str = "default", batchnorm: str = "keep",
+                             init: str | None = None, batchnorm: str = "keep",
                              std: float | None = None, relative: bool = False,
                              groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
                              target: str | int | Sequence[int] | torch.Tensor = "argmax",
@@ -150,9 +150,10 @@ def model_randomization_test(model: nn.Module, x: torch.Tensor,
         the parameters (the student report's variant; needs ``std``).
     order : {"top_down", "bottom_up"}, default "top_down"
         Logits first (the paper) or input layer first.
-    init : str, default "default"
-        Re-initialization scheme (:func:`sanity_lib.randomization.init_schemes`); not used
-        by ``"gaussian_noise"``.
+    init : str, optional
+        Re-initialization scheme (:func:`sanity_lib.randomization.init_schemes`); by default
+        :data:`sanity_lib.randomization.DEFAULT_INIT`, the paper's ``"truncated_normal"``.
+        Not used by ``"gaussian_noise"`` (leave it unset there).
     batchnorm : {"keep", "reset"}, default "keep"
         Keep the trained running statistics (the reference code) or reset them (Quantus);
         ``"gaussian_noise"`` always keeps them.
@@ -233,9 +234,9 @@ def model_randomization_test(model: nn.Module, x: torch.Tensor,
             raise ValueError("mode='gaussian_noise' needs std=, the standard deviation of the "
                              "noise added to the parameters (e.g. std=0.1, or relative=True "
                              "with std=0.5 for half of each tensor's spread)")
-        if init != "default":
+        if init is not None:
             raise ValueError(f"init={init!r} is not used by mode='gaussian_noise' (it adds noise "
-                             "instead of re-initializing); leave init at 'default'")
+                             "instead of re-initializing); leave init unset")
         if batchnorm != "keep":
             raise ValueError("mode='gaussian_noise' always keeps batch-norm running statistics; "
                              "leave batchnorm at 'keep'")
@@ -245,8 +246,9 @@ def model_randomization_test(model: nn.Module, x: torch.Tensor,
                              f"mode={mode!r} re-initializes the weights (leave std=None)")
         if relative:
             raise ValueError("relative=True is only used with mode='gaussian_noise'")
+        init = randomization.DEFAULT_INIT if init is None else init
+        check_choice("init", init, randomization.INIT_SCHEMES)
     check_choice("order", order, randomization.ORDERS)
-    check_choice("init", init, randomization.INIT_SCHEMES)
     check_choice("batchnorm", batchnorm, randomization.BATCHNORM_POLICIES)
     check_flag("relative", relative)
     a = _common_arguments(model, x, methods, target, metrics, compare_options, device, seed,

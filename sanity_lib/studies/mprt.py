@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from sanity_lib._validation import check_flag, check_images, check_int, check_real, parse_methods
+from sanity_lib.randomization import DEFAULT_INIT
 from sanity_lib.similarity import ConstantMapWarning
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ def efficient_mprt_score(maps: torch.Tensor | np.ndarray,
     return torch.where(constant, torch.full_like(h, float("nan")), (h_rand - h) / safe)
 
 
-def fully_randomized(model: nn.Module, *, init: str = "default", seed: int = 0,
+def fully_randomized(model: nn.Module, *, init: str = DEFAULT_INIT, seed: int = 0,
                      batchnorm: str = "keep") -> nn.Module:
     """A copy of ``model`` with every parameter re-initialized: the last MPRT step.
 
@@ -228,7 +229,7 @@ def fully_randomized(model: nn.Module, *, init: str = "default", seed: int = 0,
 
 def efficient_mprt(model: nn.Module, x: torch.Tensor,
                    methods: Sequence[str] | Mapping[str, Mapping[str, Any] | None], *,
-                   init: str = "default", batchnorm: str = "keep", target: str = "argmax",
+                   init: str = DEFAULT_INIT, batchnorm: str = "keep", target: str = "argmax",
                    n_bins: int = N_BINS, seed: int = 0) -> pd.DataFrame:
     """Efficient MPRT (Hedström et al. 2023): entropy of each map before and after randomizing.
 
@@ -376,7 +377,7 @@ def smooth_explain(model: nn.Module, x: torch.Tensor, method: str, *, n_samples:
 def smooth_mprt(model: nn.Module, x: torch.Tensor,
                 methods: Sequence[str] | Mapping[str, Mapping[str, Any] | None], *,
                 n_samples: int = 10, noise_level: float = 0.1, order: str = "bottom_up",
-                init: str = "default", batchnorm: str = "keep", target: str = "argmax",
+                init: str = DEFAULT_INIT, batchnorm: str = "keep", target: str = "argmax",
                 metrics: Sequence[str] = _METRICS, seed: int = 0, progress: bool = True,
                 keep_maps: bool = True, cache: bool = False) -> SanityCheckResult:
     """Smooth MPRT (Hedström et al. 2023): the cascading MPRT on denoised explanations.

@@ -33,14 +33,14 @@ either way, only the clear cases must be right. No number is hard-coded.
 Examples
 --------
 >>> import copy, sanity_lib as sl
->>> def my_cascading(model, init="default", seed=0):
+>>> def my_cascading(model, init="truncated_normal", seed=0):
 ...     work = copy.deepcopy(model)
 ...     for name, group in reversed(sl.models.layer_groups(work)):
 ...         sl.randomization.randomize_module(group, init=init, seed=seed, prefix=name)
 ...         yield name, copy.deepcopy(work)
 >>> sl.grading.check("ch3_ex1", my_cascading)
 'ch3_ex1: correct. Well done!'
->>> def calls_the_library(model, init="default", seed=0):
+>>> def calls_the_library(model, init="truncated_normal", seed=0):
 ...     return sl.randomization.cascading(model, init=init, seed=seed)
 >>> sl.grading.check("ch3_ex1", calls_the_library)
 Traceback (most recent call last):

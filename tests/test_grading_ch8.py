@@ -107,7 +107,8 @@ def _leaky(model):
 
 def test_ex2_accepts_the_methods_that_run(resnet):
     leaky = _leaky(_resnet10())
-    cheap = {"integrated_gradients": {"n_steps": 2}, "smoothgrad": {"n_samples": 2}}
+    cheap = {"integrated_gradients": {"n_steps": 2}, "smoothgrad": {"n_samples": 2},
+             "integrated_gradients_smoothgrad": {"n_samples": 2, "n_steps": 2}}
     runs = []
     for method in sl.checks.DEFAULT_METHODS:  # found one by one, not by the check's helper
         try:
@@ -122,8 +123,10 @@ def test_ex2_accepts_the_methods_that_run(resnet):
 
 @pytest.mark.parametrize("answer, message", [
     (list(sl.checks.DEFAULT_METHODS), r"\['guided_backprop', 'guided_gradcam'\] cannot"),
-    (["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad"],
-     r"\['gradcam'\] can explain this model too"),
+    (["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
+      "integrated_gradients_smoothgrad"], r"\['gradcam'\] can explain this model too"),
+    (["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "gradcam"],
+     r"\['integrated_gradients_smoothgrad'\] can explain this model too"),
     (["gradient", "grad-kam"], "not method names"),
     (None, "list of method names, got None"),
     ([1, 2], "not method names"),
@@ -136,7 +139,7 @@ def test_ex2_rejects_wrong_lists(answer, message):
 
 def test_ex2_accepts_labels_and_aliases():
     leaky = _leaky(_resnet10())
-    answer = ["Gradient", "Gradient ⊙ Input", "IG", "SmoothGrad", "grad-cam"]
+    answer = ["Gradient", "Gradient ⊙ Input", "IG", "SmoothGrad", "IG-SmoothGrad", "grad-cam"]
     assert "correct" in check("ch8_ex2", answer, model=leaky, x=X)
 
 

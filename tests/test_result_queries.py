@@ -110,6 +110,24 @@ def test_bad_queries_say_what_is_wrong(made_up, call, match):
         call(made_up)
 
 
+def test_a_method_may_be_named_by_its_label_or_alias_and_a_typo_gets_the_closest_name():
+    rng = np.random.default_rng(0)
+    r = _result({"guided_backprop": [rng.uniform(size=N)] * 2,
+                 "integrated_gradients": [rng.uniform(size=N)] * 2})
+    for spelling in ("Guided Backprop", "gbp", "GUIDED_BACKPROP"):
+        assert r.mean(spelling, 1) == r.mean("guided_backprop", 1)
+        assert np.array_equal(r.curve(spelling)["mean"], r.curve("guided_backprop")["mean"])
+    assert r.first_step_below("IG", level=2) == r.first_step_below("integrated_gradients",
+                                                                   level=2)
+    with pytest.raises(ValueError, match=r"method='guided_backprob' is not in this result "
+                                         r"\(did you mean 'guided_backprop'\?\); it holds"):
+        r.mean("guided_backprob", 1)
+    with pytest.raises(ValueError, match=r"'gradient' is not in this result; it holds"):
+        r.mean("gradient", 1)   # a real method, just not in this result: no guess
+    with pytest.raises(ValueError, match=r"did you mean 'spearman_abs'\?"):
+        r.mean("guided_backprop", 1, "spearman_ab")
+
+
 def test_bootstrap_interval_agrees_with_scipy():
     x = np.random.default_rng(1).normal(0.3, 0.2, size=60)
     mean, low, high = bootstrap_interval(x, n_boot=4000)

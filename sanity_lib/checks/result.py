@@ -150,17 +150,28 @@ class SanityCheckResult:
                          f"0..{self.n_steps}, got {step!r}")
 
     def _check_query(self, method, metric):
+        """The result's own name for ``method`` (a label or an alias such as "Guided Backprop"
+        or "ig" reads as its method); a clear error for a method or metric it does not hold."""
         if method not in self.methods:
+            from sanity_lib._validation import closest
             from sanity_lib.saliency import lookup
 
             meant = lookup(method) if isinstance(method, str) else None
-            hint = (f" ({method!r} means {meant!r})" if meant and meant in self.methods
-                    else "")
-            raise ValueError(f"method={method!r} is not in this result{hint}; it holds "
-                             f"{self.methods}")
+            if meant in self.methods:
+                method = meant
+            else:
+                near = closest(method, self.methods)
+                hint = f" (did you mean {near!r}?)" if near else ""
+                raise ValueError(f"method={method!r} is not in this result{hint}; it holds "
+                                 f"{self.methods}")
         if metric not in self.metrics:
-            raise ValueError(f"metric={metric!r} is not in this result; it holds "
+            from sanity_lib._validation import closest
+
+            near = closest(metric, self.metrics)
+            hint = f" (did you mean {near!r}?)" if near else ""
+            raise ValueError(f"metric={metric!r} is not in this result{hint}; it holds "
                              f"{self.metrics}")
+        return method
 
     def values(self, method: str, step, metric: str = "spearman_abs") -> np.ndarray:
         """The per-image similarities of one method at one step, in image order.
@@ -168,7 +179,7 @@ class SanityCheckResult:
         Step 0 (the original compared with itself) is 1 for every image. NaN marks a
         constant map (no rank correlation).
         """
-        self._check_query(method, metric)
+        method = self._check_query(method, metric)
         k = self.step_index(step)
         n = int(self.targets.shape[1])
         if k == 0:
@@ -253,7 +264,7 @@ class SanityCheckResult:
         True
         """
         check_real("level", level)
-        self._check_query(method, metric)
+        method = self._check_query(method, metric)
         for k in range(1, len(self.layers)):
             if confident:  # the bootstrap is the slow part: only when it is asked for
                 value = self.interval(method, k, metric)[1]

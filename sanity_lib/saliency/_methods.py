@@ -157,7 +157,7 @@ def plan_integrated_gradients_smoothgrad(model, x, opts):
 
 
 register(Method(
-    name="integrated_gradients_smoothgrad", label="IG-SmoothGrad", paper="tested",
+    name="integrated_gradients_smoothgrad", label="IG-SmoothGrad", paper="figure 2",
     computes="SmoothGrad over Integrated Gradients", settings={**NOISE, **INTEGRATION},
     plan=plan_integrated_gradients_smoothgrad, reference="Smilkov et al. 2017",
     aliases=("ig_smoothgrad", "ig_sg", "smoothgrad_ig", "integrated_gradients_sg"),

@@ -13,7 +13,8 @@ exercise     what the answer is
              ``spearman_abs`` with the original map stays at or above
              :data:`FAIL_THRESHOLD` once ``logits`` and ``fc1`` are randomized;
              needs ``result=``: the student's cascading test of the *trained* CNN
-             with the paper's seven methods at the paper's settings,
+             with the paper's eight methods at the book's settings
+             (:func:`sanity_lib.course.book.book_methods`),
              ``init="truncated_normal"``, two test digits of every class
 ``ch3_ex3``  ``{"guided_backprop": layer, "gradient": layer}``: for both methods, the
              layer at which the map first changes visibly in the cascading explorer
@@ -326,8 +327,8 @@ def _check_ex1(answer, **_):
 # ----------------------------------------------------------------------------- helpers ex2/3
 
 #: ex2: the call the exercise asks for, and what the result must hold.
-EX2_WHAT = ('sl.model_randomization_test(cnn, xd, sl.checks.DEFAULT_METHODS, mode="cascading", '
-            'init="truncated_normal", cache=True)')
+EX2_WHAT = ('sl.model_randomization_test(cnn, xd, sl.course.book.book_methods(), '
+            'mode="cascading", init="truncated_normal", cache=True)')
 EX2_SETTINGS = {"order": "top_down", "init": "truncated_normal", "model": "MnistCNN"}
 #: ex2: the paper's settings of the two methods that have a cost knob.
 EX2_METHOD_SETTINGS = {"integrated_gradients": {"n_steps": 50}, "smoothgrad": {"n_samples": 50}}

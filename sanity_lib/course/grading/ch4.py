@@ -26,7 +26,7 @@ exercise     what the answer is
 
 ex2 does not take the chance level, or any number read off a plot, for the measurement: only
 what the model scores counts. ex3 and ex4 first validate the result they are given: the
-paper's seven methods at the exercise's settings (IG 50 steps, SmoothGrad 50 samples, GradCAM
+paper's eight methods at the exercise's settings (IG 50 steps, SmoothGrad 50 samples, GradCAM
 on ``act2``), both spearman metrics, four test digits of every class, and the right models
 (the first network classifies the digits, the second does not, and they differ). Then they
 judge the answer against that result with a margin: a method within :data:`SIMILAR_MARGIN` of

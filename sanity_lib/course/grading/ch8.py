@@ -136,7 +136,8 @@ def explainable_methods(model, x):
     from sanity_lib.checks import DEFAULT_METHODS
     from sanity_lib.saliency import UnsupportedModelError, explain
 
-    cheap = {"integrated_gradients": {"n_steps": 2}, "smoothgrad": {"n_samples": 2}}
+    cheap = {"integrated_gradients": {"n_steps": 2}, "smoothgrad": {"n_samples": 2},
+             "integrated_gradients_smoothgrad": {"n_samples": 2, "n_steps": 2}}
     ok = []
     for method in DEFAULT_METHODS:
         try:

@@ -361,8 +361,8 @@ def _only(methods):
     (mnist_result(methods={**{m: {} for m in MNIST_VALUES}, "smoothgrad": {"n_samples": 5}}),
      "smoothgrad maps of your result were computed with n_samples=5"),
     (mnist_result(metrics=["spearman_abs"]), r"no \['spearman_diverging'\] values"),
-    (mnist_result(trained=False), "classifies only 10% of its digits correctly: it is not "
-                                  "the CNN trained"),
+    (mnist_result(trained=False), r"classifies 2 of its 20 digit\(s\) correctly \(10%\): it "
+                                  "is not the CNN trained"),
     (mnist_result(per_class=1), "holds 10 image"),
     (mnist_result(target=3), "target=3: it does not record what the network predicted"),
 ], ids=["none", "str", "data test", "independent", "bottom-up", "default init", "MLP",

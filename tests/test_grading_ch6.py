@@ -12,6 +12,7 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 from torch import nn
 
@@ -210,14 +211,20 @@ def test_ex2_rejects_wrong_answers_and_says_why(answer, match):
 
 # ----------------------------------------------------------------------------- ex3
 
+DIGITS, LABELS = sl.data.load_mnist("test")
+
+
 def _fake_result(rows, methods, std, model="MnistCNN", relative=False, order="top_down",
                  mode="gaussian_noise", fingerprint="cnn", metrics=("spearman_diverging",),
-                 layers=("original", "logits", "fc1")):
-    """A SanityCheckResult with the given table rows and the settings a real run records."""
+                 layers=("original", "logits", "fc1"), trained=True):
+    """A SanityCheckResult with the given table rows and the settings a real run records, on
+    real test digits; its model predicted their labels (``trained``) or the next class."""
     steps = len(layers)
+    n = int(pd.DataFrame(rows)["image"].max()) + 1 if rows else 1
+    labels = LABELS[:n] if trained else (LABELS[:n] + 1) % 10
     return sl.SanityCheckResult(
-        table=pd.DataFrame(rows), maps={}, layers=list(layers),
-        noise_floor={m: 0.0 for m in metrics}, targets=torch.zeros(steps, 1, dtype=torch.long),
+        table=pd.DataFrame(rows), maps={}, layers=list(layers), inputs=DIGITS[:n],
+        noise_floor={m: 0.0 for m in metrics}, targets=labels.repeat(steps, 1),
         settings={"test": "model_randomization", "methods": {m: {} for m in methods},
                   "metrics": list(metrics), "mode": mode, "std": std, "relative": relative,
                   "order": order, "model": model, "model_fingerprint": fingerprint,
@@ -295,6 +302,8 @@ EX3_WRONG = [   # (id, answer, expected phrase, context)
     ("a list instead of the dict", EX3_RIGHT[0][1], "needs results=",
      {"results": list(RESULTS.values())}),
     ("an image that is not there", EX3_RIGHT[0][1], "image=3 is not one of", {"image": 3}),
+    ("an untrained CNN", EX3_RIGHT[0][1], "not the CNN trained on the true labels",
+     {"results": _fake_results(RHO, trained=False)}),
 ]
 
 
@@ -311,9 +320,8 @@ def test_ex3_rejects_wrong_answers_and_says_why(answer, match, context):
 
 
 def test_ex3_reads_real_results_per_image():
-    torch.manual_seed(0)
-    model = sl.models.mnist_cnn()
-    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    model, _ = sl.training.trained_mnist_model("cnn", "true", progress=False)
+    x = DIGITS[:2]
     stds = [0.001, 0.03, 0.3, 3.0]
     methods = {"gradient": {}, "integrated_gradients": {"n_steps": 2}, "guided_backprop": {}}
     results = {s: sl.model_randomization_test(model, x, methods, mode="gaussian_noise",
@@ -324,8 +332,8 @@ def test_ex3_reads_real_results_per_image():
     for m in methods:
         for s, r in results.items():
             a, b = r.maps[m][0, 1, 0].numpy(), r.maps[m][1, 1, 0].numpy()
-            ra, rb = a.ravel().argsort().argsort(), b.ravel().argsort().argsort()
-            rho[m][s] = np.corrcoef(ra, rb)[0, 1]
+            # ties (the black background of a digit) share their average rank, as in the library
+            rho[m][s] = scipy.stats.spearmanr(a.ravel(), b.ravel()).statistic
     assert rho["gradient"][0.001] > 0.99
     right = {m: next((s for s in stds if rho[m][s] < 0.3), None) for m in methods}
     assert "correct" in check("ch6_ex3", right, results=results, image=1)
@@ -335,7 +343,7 @@ def test_ex3_reads_real_results_per_image():
 
 # ----------------------------------------------------------------------------- ex4
 
-def _fake_sweep(values, images=10, relative=False, model="MnistMLP", drop=()):
+def _fake_sweep(values, images=10, relative=False, model="MnistMLP", drop=(), trained=True):
     """A NoiseSweep whose mean curves are values[(std, seed, method)] (steps 1, 2), on
     ``images`` digits, with results that record the settings of a real sweep."""
     rows = []
@@ -355,7 +363,7 @@ def _fake_sweep(values, images=10, relative=False, model="MnistMLP", drop=()):
             columns=["noise_std", "seed"])
         results[(s, seed)] = _fake_result(part.to_dict("records"), methods, s, model=model,
                                           relative=relative, fingerprint="mlp",
-                                          layers=("original", "l1", "l2"))
+                                          layers=("original", "l1", "l2"), trained=trained)
     return NoiseSweep(table=table, results=results, relative=relative,
                       layers=["original", "l1", "l2"])
 
@@ -408,6 +416,8 @@ EX4_WRONG = [   # (id, answer, expected phrase, context)
      {"sweep": _fake_sweep(VALUES, drop=("smoothgrad",))}),
     ("two digits instead of ten", _RIGHT, "holds 2 image",
      {"sweep": _fake_sweep(VALUES, images=2)}),
+    ("an untrained MLP", _RIGHT, "not the MLP trained on the true labels",
+     {"sweep": _fake_sweep(VALUES, trained=False)}),
 ]
 
 

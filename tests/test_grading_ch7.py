@@ -7,6 +7,8 @@ results computed with the wrong model or settings, bad input), each of which mus
 message that says what is wrong.
 """
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -163,9 +165,21 @@ def test_ex2_rejects_wrong_answers_and_says_why(wrong, message):
 
 # ----------------------------------------------------------------------------- ex3
 
+def _trained_cnn():
+    return sl.training.trained_mnist_model("cnn", "true", progress=False)[0]
+
+
+def _another_trained_cnn():
+    """The trained CNN with a small change to one layer: the same predictions, other weights."""
+    other = copy.deepcopy(_trained_cnn())
+    with torch.no_grad():
+        other.fc1.bias.add_(1e-3)
+    return other
+
+
 def _run(order, model=None, x=None, methods=("gradient", "guided_backprop"),
          init="truncated_normal", value=None):
-    model = sl.models.mnist_cnn(seed=0) if model is None else model
+    model = _trained_cnn() if model is None else model
     x = sl.data.load_mnist("test")[0][:3] if x is None else x
     result = sl.model_randomization_test(model, x, list(methods), order=order, init=init,
                                          metrics=["spearman_abs", "spearman_diverging"],
@@ -185,11 +199,12 @@ def sweeps():
         "top_down": _run("top_down", value=0.7),
         "bottom_up": _run("bottom_up", value=0.4),
         "default init": _run("top_down", init="default", value=0.7),
-        "another model": _run("bottom_up", model=sl.models.mnist_cnn(seed=1), value=0.4),
+        "another model": _run("bottom_up", model=_another_trained_cnn(), value=0.4),
+        "untrained": _run("top_down", model=sl.models.mnist_cnn(seed=0), value=0.7),
         "other digits": _run("bottom_up", x=sl.data.load_mnist("test")[0][3:6], value=0.4),
         "no gradient": _run("top_down", methods=("guided_backprop",), value=0.7),
         "independent": sl.model_randomization_test(
-            sl.models.mnist_cnn(seed=0), sl.data.load_mnist("test")[0][:3],
+            _trained_cnn(), sl.data.load_mnist("test")[0][:3],
             ["gradient", "guided_backprop"], mode="independent", init="truncated_normal",
             metrics=["spearman_abs", "spearman_diverging"], progress=False, cache=False),
     }
@@ -239,6 +254,8 @@ EX3_WRONG = [   # (id, edit of the right answer, expected phrase, which results 
      {"top_down": "no gradient"}),
     ("independent randomization", lambda a, td, bu: a, "mode='cascading'",
      {"top_down": "independent"}),
+    ("an untrained CNN", lambda a, td, bu: a, "not the CNN trained on the true labels",
+     {"top_down": "untrained"}),
 ]
 
 

@@ -611,6 +611,58 @@ def mnist_test_labels(result, *, what: str, name: str = "result", min_per_class:
     return found
 
 
+#: A network trained on MNIST's true labels classifies about 99 % of the test digits right, an
+#: untrained or random-label one about 10 %: below this the result's model is not trained.
+TRAINED_ACCURACY = 0.8
+
+
+def check_trained_mnist(result, *, what: str, kind: str = "cnn", name: str = "result",
+                        min_per_class: int = 0) -> None:
+    """Refuse a result whose model is not a network trained on MNIST's true labels.
+
+    The result's first row of targets holds what its (trained) model predicted for each
+    input (``target="argmax"``); those predictions must match the true labels of the test
+    digits (:func:`mnist_test_labels`) at least :data:`TRAINED_ACCURACY` of the time. An
+    untrained, a random-label or a fully randomized network fails, whatever its maps say.
+
+    Parameters
+    ----------
+    result : SanityCheckResult
+        Already validated with :func:`check_result`.
+    what : str
+        The call the exercise asks for, for the hints.
+    kind : {"cnn", "mlp"}
+        Which network the exercise uses, for the hint.
+    name : str, optional
+        The keyword the result was passed under.
+    min_per_class : int, optional
+        Passed to :func:`mnist_test_labels`.
+
+    Examples
+    --------
+    >>> check_trained_mnist(result, what="sl.model_randomization_test(cnn, x)")  # doctest: +SKIP
+    """
+    import torch
+
+    labels = mnist_test_labels(result, what=what, name=name, min_per_class=min_per_class)
+    target = result.settings.get("target", "argmax")
+    targets = result.targets
+    expect(isinstance(target, str) and isinstance(targets, torch.Tensor) and targets.dim() == 2
+           and targets.shape[1] == len(labels),
+           f"The result passed as {name}= was run with target={target!r}: it does not record "
+           "what the network predicted, so I cannot tell the trained network from another.",
+           hint=f"Leave `target` at its default: `{what}`.")
+    right = (targets[0].long() == labels).double()
+    accuracy = right.mean().item()
+    expect(accuracy >= TRAINED_ACCURACY,
+           f"The network of the result passed as {name}= classifies "
+           f"{int(right.sum())} of its {len(labels)} digit(s) correctly ({accuracy:.0%}): it is "
+           f"not the {kind.upper()} trained on the true labels (an untrained, a random-label "
+           "or a randomized network?). The exercise is about the maps of the *trained* model.",
+           hint=f'Load it with `{kind}, _ = sl.training.trained_mnist_model("{kind}", "true")` '
+                "and run the test on it.")
+
+
 def _load_all_checks() -> None:
     for info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{info.name}")

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import CheckFailed, expect, method_names, register
+from . import TRAINED_ACCURACY, CheckFailed, expect, method_names, register  # noqa: F401
 
 __all__ = ["failing_methods", "change_layers", "FAIL_THRESHOLD", "FAIL_MARGIN", "FAIL_AFTER",
            "CHANGE_START", "CHANGE_CLEAR", "TRAINED_ACCURACY", "EX1_INIT", "EX1_OTHER_INIT"]
@@ -334,9 +334,6 @@ EX2_SETTINGS = {"order": "top_down", "init": "truncated_normal", "model": "Mnist
 EX2_METHOD_SETTINGS = {"integrated_gradients": {"n_steps": 50}, "smoothgrad": {"n_samples": 50}}
 #: ex2: test digits of every class the result must hold (the exercise takes two per class).
 EX2_PER_CLASS = 2
-#: ex2: the trained CNN classifies about 99 % of the test digits right; an untrained or a
-#: random-label network about 10 %. Below this, the result's model is not the trained one.
-TRAINED_ACCURACY = 0.8
 #: ex3: the call the exercise asks for, and what the result must hold.
 EX3_WHAT = ('sl.model_randomization_test(model, x, ["gradient", "guided_backprop"], '
             'init="truncated_normal", metrics=["spearman_abs", "spearman_diverging"], '
@@ -358,41 +355,17 @@ def _every_layer(result, model_class, what):
            hint=f"Run `{what}` without `groups=` so that the sweep goes down to the input.")
 
 
-def _predictions(result):
-    """The classes the result's trained model explained (step 0), or None when the target
-    was fixed by hand (then the predictions are not recorded)."""
-    target = result.settings.get("target", "argmax")
-    targets = result.targets
-    if not (isinstance(target, str) and isinstance(targets, torch.Tensor) and targets.dim() == 2):
-        return None
-    return targets[0].long()
-
-
 def _check_ex2_result(result):
     from sanity_lib.checks import DEFAULT_METHODS
     from sanity_lib.models.mnist import MnistCNN
 
-    from . import check_result, mnist_test_labels
+    from . import check_result, check_trained_mnist
 
     check_result(result, test="model_randomization", mode="cascading", what=EX2_WHAT,
                  methods=DEFAULT_METHODS, metrics=_METRICS, settings=EX2_SETTINGS,
                  method_settings=EX2_METHOD_SETTINGS, min_images=10 * EX2_PER_CLASS)
     _every_layer(result, MnistCNN, EX2_WHAT)
-    labels = mnist_test_labels(result, what=EX2_WHAT, min_per_class=EX2_PER_CLASS)
-    predicted = _predictions(result)
-    expect(predicted is not None,
-           f"The result passed as result= was run with target="
-           f"{result.settings.get('target')!r}: it does not record what the network "
-           "predicted, so I cannot tell the trained CNN from another one.",
-           hint=f"Leave `target` at its default: `{EX2_WHAT}`.")
-    accuracy = (predicted == labels).double().mean().item()
-    expect(accuracy >= TRAINED_ACCURACY,
-           f"The network of the result passed as result= classifies only {accuracy:.0%} of "
-           "its digits correctly: it is not the CNN trained on the true labels (an untrained "
-           "or a random-label network?). The test asks whether the maps of a *trained* "
-           "model change when it is randomized.",
-           hint='Load it with `cnn, _ = sl.training.trained_mnist_model("cnn", "true")` and '
-                "run the test on it.")
+    check_trained_mnist(result, what=EX2_WHAT, min_per_class=EX2_PER_CLASS)
 
 
 _EN_FINGERPRINT = None

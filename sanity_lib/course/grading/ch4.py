@@ -357,8 +357,7 @@ def _check_result(result):
     predictions on the result's test digits)."""
     from sanity_lib.checks import DEFAULT_METHODS
 
-    from . import check_result, mnist_test_labels
-    from .ch3 import TRAINED_ACCURACY
+    from . import TRAINED_ACCURACY, check_result, mnist_test_labels
 
     check_result(result, test="data_randomization", what=EX3_WHAT, methods=DEFAULT_METHODS,
                  metrics=("spearman_abs", "spearman_diverging"),

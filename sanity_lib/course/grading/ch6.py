@@ -368,6 +368,9 @@ def _check_results(results):
                f"The results come from different {'models' if key[0] == 'm' else 'inputs'}: "
                "one noise explorer compares the same model and digit at every noise level.",
                hint=f"Build them in one call: results = {what}")
+    # one model for all (checked above): its step-0 predictions must be the trained CNN's
+    grading.check_trained_mnist(next(iter(out.values())), what=what, kind="cnn",
+                                name=f"results[{next(iter(out))}]")
     expect(len(out) >= 3,
            f"The results hold {len(out)} noise level(s); the exercise's grid has five, and "
            "the smallest destroying std cannot be read off fewer than three.",
@@ -461,6 +464,8 @@ def _check_sweep(sweep):
     seen = {r.settings.get("model_fingerprint") for r in sweep.results.values()}
     expect(len(seen) == 1, "The tests of your sweep were run on different models.",
            hint=f"Build the sweep in one call: {what}")
+    key, first = next(iter(sweep.results.items()))
+    grading.check_trained_mnist(first, what=what, kind="mlp", name=f"sweep.results[{key}]")
 
 
 @register("ch6_ex4")

@@ -50,8 +50,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from . import (CheckFailed, as_array, call_student, check_result, describe, expect, method_name,
-               register)
+from . import (CheckFailed, as_array, call_student, check_result, check_trained_mnist, describe,
+               expect, method_name, register)
 
 __all__ = ["ACCEPTED_FOR_DEBUGGING", "MUST_AVOID", "MAY_AVOID", "ORDER_MARGIN", "VALUE_ATOL"]
 
@@ -338,6 +338,8 @@ def _check_sweep(result, order, name):
                       f"order={order!r}, **sweep_options)",
                  methods=("guided_backprop", "gradient"),
                  metrics=("spearman_abs", "spearman_diverging"), settings=EX3_SETTINGS)
+    check_trained_mnist(result, what="sl.model_randomization_test(cnn, x, ...)", kind="cnn",
+                        name=name)
 
 
 def _step_mean(result, step, method="guided_backprop", metric="spearman_abs"):

@@ -513,3 +513,121 @@ def test_ex3_refuses_a_result_that_cannot_answer(en_fingerprint):
     for result, message in cases:
         with pytest.raises(CheckFailed, match=message):
             check("ch3_ex3", GOOD_EX3, result=result)
+
+
+# ----------------------------------------------------------------------------- ex4
+
+def _curve(model, x, method, seed, *, against="original", mode="abs", target=None,
+           order="top_down", average=torch.mean, first=True):
+    """The similarity curve, written the way a student would, with one thing changed."""
+    original = sl.saliency.explain(model, x, method)
+    with torch.no_grad():
+        predicted = model(x).argmax(1)
+    curve, previous = ([("original", 1.0)] if first else []), original
+    for name, randomized in sl.randomization.cascading(model, seed=seed, order=order):
+        maps = sl.saliency.explain(randomized, x, method,
+                                   target=predicted if target == "original" else None)
+        base = {"original": original, "previous": previous, "itself": maps}[against]
+        curve.append((name, float(average(sl.similarity.spearman(base, maps, mode=mode)))))
+        previous = maps
+    return curve
+
+
+def ex4_right(model, x, method="gradient", seed=0):
+    return _curve(model, x, method, seed)
+
+
+def ex4_compare_and_tensors(model, x, method="gradient", seed=0):
+    """With sl.similarity.compare, 0-d tensors as values, a tuple of tuples."""
+    original = sl.saliency.explain(model, x, method)
+    steps = [("original", torch.tensor(1.0))]
+    for name, randomized in sl.randomization.cascading(model, seed=seed):
+        values = sl.similarity.compare(original, sl.saliency.explain(randomized, x, method),
+                                       ["spearman_abs"])["spearman_abs"]
+        steps.append((name, values.mean()))
+    return tuple(steps)
+
+
+def ex4_scipy_per_image(model, x, method="gradient", seed=0):
+    """Normalized by the library, ranked and correlated by scipy, one image at a time."""
+    import scipy.stats
+
+    original = sl.similarity.normalize(sl.saliency.explain(model, x, method), "abs")
+    out = [("original", 1.0)]
+    for name, randomized in sl.randomization.cascading(model, seed=seed):
+        maps = sl.similarity.normalize(sl.saliency.explain(randomized, x, method), "abs")
+        rhos = [scipy.stats.spearmanr(np.ravel(a), np.ravel(b)).statistic
+                for a, b in zip(original, maps)]
+        out.append((name, np.mean(rhos)))
+    return out
+
+
+def ex4_calls_the_test(model, x, method="gradient", seed=0):
+    result = sl.model_randomization_test(model, x, [method], seed=seed, progress=False,
+                                         metrics=["spearman_abs"])
+    curve = result.curve(method)
+    return list(zip(curve["layer"], curve["mean"]))
+
+
+def ex4_in_place(model, x, method="gradient", seed=0):
+    original = sl.saliency.explain(model, x, method)
+    out = [("original", 1.0)]
+    for name, group in reversed(sl.models.layer_groups(model)):   # no copy: the model changes
+        sl.randomization.randomize_module(group, seed=seed, prefix=name)
+        maps = sl.saliency.explain(model, x, method)
+        out.append((name, float(sl.similarity.spearman(original, maps).mean())))
+    return out
+
+
+def ex4_raises(model, x, method="gradient", seed=0):
+    raise KeyError("layer")
+
+
+EX4_RIGHT = [ex4_right, ex4_compare_and_tensors, ex4_scipy_per_image]
+
+EX4_WRONG = [   # (id, answer, expected phrase)
+    ("calls the test", ex4_calls_the_test, "calls sanity_lib.checks.model_randomization_test"),
+    ("each step against the one before",
+     lambda m, x, method="gradient", seed=0: _curve(m, x, method, seed, against="previous"),
+     "with the maps of the step before"),
+    ("signed maps", lambda m, x, method="gradient", seed=0: _curve(m, x, method, seed,
+                                                                   mode="diverging"),
+     "mode='diverging'"),
+    ("the trained model's class", lambda m, x, method="gradient", seed=0: _curve(
+        m, x, method, seed, target="original"), "explain the class the \\*trained\\* model"),
+    ("bottom-up", lambda m, x, method="gradient", seed=0: _curve(m, x, method, seed,
+                                                                 order="bottom_up"),
+     "bottom-up"),
+    ("the method ignored", lambda m, x, method="gradient", seed=0: _curve(m, x, "gradient",
+                                                                          seed),
+     "method='guided_backprop' and seed=1 your curve differs"),
+    ("the seed ignored", lambda m, x, method="gradient", seed=0: _curve(m, x, method, 0),
+     "seed=1 your curve differs"),
+    ("the median", lambda m, x, method="gradient", seed=0: _curve(m, x, method, seed,
+                                                                  average=torch.median),
+     "your curve differs from the cascading test's"),
+    ("maps compared with themselves", lambda m, x, method="gradient", seed=0: _curve(
+        m, x, method, seed, against="itself"), "your curve differs"),
+    ("no step 0", lambda m, x, method="gradient", seed=0: _curve(m, x, method, seed,
+                                                                 first=False),
+     "should start with step 0"),
+    ("a dict", lambda m, x, method="gradient", seed=0: dict(_curve(m, x, method, seed)),
+     "not a list of \\(layer_name, mean\\) pairs"),
+    ("the per-image values", lambda m, x, method="gradient", seed=0: [
+        ("original", 1.0), ("logits", torch.ones(4))], "is a tensor"),
+    ("randomized in place", ex4_in_place, "changed|came back"),
+    ("an error inside", ex4_raises, "KeyError"),
+    ("None", None, "should be your function|got None"),
+]
+
+
+@pytest.mark.parametrize("answer", EX4_RIGHT, ids=[f.__name__ for f in EX4_RIGHT])
+def test_ex4_accepts_correct_curves(answer):
+    assert "correct" in check("ch3_ex4", answer)
+
+
+@pytest.mark.parametrize("answer, message", [w[1:] for w in EX4_WRONG],
+                         ids=[w[0] for w in EX4_WRONG])
+def test_ex4_rejects_wrong_curves_and_says_why(answer, message):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch3_ex4", answer)

@@ -20,6 +20,12 @@ exercise     what the answer is
              layer at which the map first changes visibly in the cascading explorer
              (EfficientNet-Lite0); needs ``result=``: the student's full cascading
              sweep of the ImageNet-trained network, ``init="truncated_normal"``
+``ch3_ex4``  a function ``my_similarity_curve(model, x, method="gradient", seed=0)``
+             returning ``[("original", 1.0), (layer, mean), ...]``: the model
+             randomization test's similarity curve written by hand, one pair per
+             cascading step, each step's maps compared with the *original* maps by
+             ``spearman_abs`` and averaged over the images; every model explains its
+             own top class. Calling ``sl.model_randomization_test`` fails the check.
 ===========  ===================================================================
 
 ex1 calls the student's function with ``init`` passed by keyword (it never relies on the
@@ -51,6 +57,7 @@ Hint: ...
 """
 import copy
 import functools
+import math
 
 import numpy as np
 import torch
@@ -573,3 +580,140 @@ def _check_ex3(answer, result=None, **_):
     curves = _mean_curves(result)
     for method in EX3_METHODS:
         _check_first_change(method, layers[method], result, curves)
+
+
+# ----------------------------------------------------------------------------- ex4
+
+#: ex4: the signature the exercise asks for.
+EX4_USAGE = 'my_similarity_curve(model, x, method="gradient", seed=0)'
+#: ex4: how close the student's means must be to the library's (both average the same
+#: per-image rank correlations; only float rounding may differ).
+EX4_TOLERANCE = 1e-4
+_EX4_FORBID_HINT = ("Explain with `sl.saliency.explain`, randomize with "
+                    "`sl.randomization.cascading(model, seed=seed)` and compare with "
+                    "`sl.similarity.spearman(original, maps, mode=\"abs\")`; the test itself "
+                    "is what the check compares your loop with.")
+
+
+def _ex4_inputs():
+    """A small CNN (seeded, so maps are never constant) and four test digits of classes 0-3."""
+    from sanity_lib import data, models
+
+    digits, labels = data.load_mnist("test")
+    pick = torch.cat([torch.nonzero(labels == c)[:1, 0] for c in range(4)])
+    return models.mnist_cnn(seed=0), digits[pick]
+
+
+def _ex4_reference(model, x, method, seed, **variant):
+    """The library's curve, and the curves of the typical mistakes, as ``[(layer, mean)]``."""
+    from sanity_lib import randomization, saliency, similarity
+
+    if not variant:
+        from sanity_lib.checks import model_randomization_test
+
+        result = model_randomization_test(model, x, [method], metrics=["spearman_abs"],
+                                          seed=seed, progress=False, keep_maps=False)
+        curve = result.curve(method, "spearman_abs")
+        return list(zip(curve["layer"], curve["mean"].astype(float)))
+    original = saliency.explain(model, x, method)
+    with torch.no_grad():
+        targets = model(x).argmax(1)
+    out, previous = [("original", 1.0)], original
+    order = variant.get("order", "top_down")
+    for name, randomized in randomization.cascading(model, seed=seed, order=order):
+        target = targets if variant.get("target") == "original" else None
+        maps = saliency.explain(randomized, x, method, target=target)
+        against = previous if variant.get("against") == "previous" else original
+        rho = similarity.spearman(against, maps, mode=variant.get("mode", "abs"))
+        out.append((name, float(np.nanmean(rho.numpy()))))
+        previous = maps
+    return out
+
+
+def _ex4_curve(fn, model, x, method, seed):
+    """Call the student's function (the test's own loop forbidden) and read its curve."""
+    from sanity_lib.checks import model_randomization_test, sweep
+
+    from . import call_student, describe, forbid_calls
+
+    with forbid_calls("the similarity curve of the cascading test",
+                      functions=[model_randomization_test, sweep.run_sweep],
+                      hint=_EX4_FORBID_HINT):
+        got = call_student(fn, model, x, method=method, seed=seed, name="my_similarity_curve",
+                           usage=EX4_USAGE, on=f"on the MNIST CNN with method={method!r}")
+    shape_hint = ('Return a list of (layer_name, mean) pairs: [("original", 1.0), '
+                  '("logits", 0.42), ...].')
+    expect(isinstance(got, (list, tuple)) and all(
+               isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str)
+               for p in got),
+           f"Your function returned {describe(got)}, not a list of (layer_name, mean) pairs.",
+           hint=shape_hint)
+    curve = []
+    for name, value in got:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise CheckFailed(f"The value for {name!r} is {describe(value)}, not a number.\n"
+                              f"Hint: {shape_hint} Average with `.mean()` and turn the "
+                              "result into a float.") from None
+        curve.append((name, value))
+    return curve
+
+
+def _ex4_same(a, b):
+    return [n for n, _ in a] == [n for n, _ in b] and all(
+        math.isclose(u, v, abs_tol=EX4_TOLERANCE) or (math.isnan(u) and math.isnan(v))
+        for (_, u), (_, v) in zip(a, b))
+
+
+def _ex4_diagnose(curve, model, x, method, seed):
+    """Why a curve differs from the library's: the typical mistakes, recomputed."""
+    mistakes = [
+        ({"against": "previous"}, "You compared each step's maps with the maps of the step "
+         "before; the test compares every step with the *original* maps (step 0), so the "
+         "curve shows how much of the trained network's explanation is left.",
+         "Keep the step-0 maps in a variable and compare every later step with them."),
+        ({"mode": "diverging"}, "You compared signed maps (mode='diverging'); the exercise "
+         "asks for the paper's headline comparison, the absolute values (mode='abs').",
+         'Use `sl.similarity.spearman(original, maps, mode="abs")`.'),
+        ({"target": "original"}, "Your randomized models explain the class the *trained* "
+         "model predicted; in the test (and the paper's code) every model explains its own "
+         "top class.", "Call `sl.saliency.explain(randomized, x, method)` without a target."),
+        ({"order": "bottom_up"}, "Your curve goes bottom-up (the input layer first); the "
+         "paper's cascading test goes from the logits down.",
+         "`sl.randomization.cascading(model, seed=seed)` with its default order."),
+    ]
+    for variant, message, hint in mistakes:
+        if _ex4_same(curve, _ex4_reference(model, x, method, seed, **variant)):
+            raise CheckFailed(f"{message}\nHint: {hint}")
+
+
+@register("ch3_ex4")
+def _check_ex4(answer, **_):
+    model, x = _ex4_inputs()
+    for method, seed in (("gradient", 0), ("guided_backprop", 1)):
+        curve = _ex4_curve(answer, model, x, method, seed)
+        ref = _ex4_reference(model, x, method, seed)
+        names, ref_names = [n for n, _ in curve], [n for n, _ in ref]
+        expect(names[:1] == ["original"] and math.isclose(curve[0][1], 1.0),
+               f"Your curve starts with {curve[:1]}; it should start with step 0, "
+               "('original', 1.0): the original maps compared with themselves.",
+               hint="Put (\"original\", 1.0) first, then one pair per randomized step.")
+        if names != ref_names:
+            _ex4_diagnose(curve, model, x, method, seed)
+            raise CheckFailed(f"Your curve's steps are {names}; the cascading test's are "
+                              f"{ref_names}.\nHint: One pair per step of "
+                              "`sl.randomization.cascading(model, seed=seed)`, named by its "
+                              "layer.")
+        if not _ex4_same(curve, ref):
+            _ex4_diagnose(curve, model, x, method, seed)
+            listing = ", ".join(f"{n}: yours {u:.3f}, expected {v:.3f}"
+                                for (n, u), (_, v) in zip(curve, ref)
+                                if not math.isclose(u, v, abs_tol=EX4_TOLERANCE))
+            raise CheckFailed(
+                f"With method={method!r} and seed={seed} your curve differs from the "
+                f"cascading test's ({listing}).\nHint: Explain x under the trained model once, "
+                "then under every model of `sl.randomization.cascading(model, seed=seed)`; "
+                "compare each with the original maps by "
+                "`sl.similarity.spearman(original, maps, mode=\"abs\")` and average over the "
+                "images. Use the `method` and `seed` you are given.")

@@ -380,3 +380,74 @@ def test_ex4_accepts_similar_in_abs_but_not_in_sign():
 def test_ex4_rejects_wrong_lists(answer, message):
     with pytest.raises(CheckFailed, match=message):
         check("ch4_ex4", answer, result=_result(MEANS))
+
+
+# ----------------------------------------------------------------------------- ex5
+
+def _compare(a, b, x, method, *, mode="abs", target_of=None, reduce=None, same=False):
+    """The comparison step, written the way a student would, with one thing changed."""
+    maps_a = sl.saliency.explain(a, x, method)
+    if target_of is not None:
+        with torch.no_grad():
+            classes = target_of(x).argmax(1)
+        maps_b = sl.saliency.explain(b, x, method, target=classes)
+    else:
+        maps_b = maps_a if same else sl.saliency.explain(b, x, method)
+    rho = sl.similarity.spearman(maps_a, maps_b, mode=mode)
+    return reduce(rho) if reduce else rho
+
+
+def ex5_right(true_model, random_model, x, method="gradient"):
+    return _compare(true_model, random_model, x, method)
+
+
+def ex5_swapped_numpy(true_model, random_model, x, method="gradient"):
+    """The other order (rank correlation is symmetric), returned as a numpy array."""
+    return _compare(random_model, true_model, x, method).numpy()
+
+
+def ex5_scipy(true_model, random_model, x, method="gradient"):
+    import scipy.stats
+
+    a = sl.similarity.normalize(sl.saliency.explain(true_model, x, method), "abs")
+    b = sl.similarity.normalize(sl.saliency.explain(random_model, x, method), "abs")
+    return [scipy.stats.spearmanr(np.ravel(u), np.ravel(v)).statistic for u, v in zip(a, b)]
+
+
+def ex5_calls_the_test(true_model, random_model, x, method="gradient"):
+    r = sl.data_randomization_test(true_model, random_model, x, [method], progress=False)
+    return r.values(method, 1, "spearman_abs")
+
+
+EX5_RIGHT = [ex5_right, ex5_swapped_numpy, ex5_scipy]
+EX5_WRONG = [   # (id, answer, expected phrase)
+    ("calls the test", ex5_calls_the_test, "calls sanity_lib.checks.data_randomization_test"),
+    ("a network with itself", lambda t, r, x, method="gradient": _compare(t, r, x, method,
+                                                                          same=True),
+     "compared a network's maps with themselves"),
+    ("signed maps", lambda t, r, x, method="gradient": _compare(t, r, x, method,
+                                                                mode="diverging"),
+     "mode='diverging'"),
+    ("the true-label network's class", lambda t, r, x, method="gradient": _compare(
+        t, r, x, method, target_of=t), "its own top class"),
+    ("the mean only", lambda t, r, x, method="gradient": _compare(t, r, x, method,
+                                                                  reduce=torch.mean),
+     "one rank correlation per image"),
+    ("the method ignored", lambda t, r, x, method="gradient": _compare(t, r, x, "gradient"),
+     "method='guided_backprop' your values differ"),
+    ("a string", lambda t, r, x, method="gradient": "0.3", "tensor or a numpy array"),
+    ("None returned", lambda t, r, x, method="gradient": None, "tensor or a numpy array"),
+    ("the wrong signature", lambda t, x: None, "my_data_comparison"),
+]
+
+
+@pytest.mark.parametrize("answer", EX5_RIGHT, ids=[f.__name__ for f in EX5_RIGHT])
+def test_ex5_accepts_correct_comparisons(answer):
+    assert "correct" in check("ch4_ex5", answer)
+
+
+@pytest.mark.parametrize("answer, message", [w[1:] for w in EX5_WRONG],
+                         ids=[w[0] for w in EX5_WRONG])
+def test_ex5_rejects_wrong_comparisons_and_says_why(answer, message):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch4_ex5", answer)

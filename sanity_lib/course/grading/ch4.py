@@ -22,6 +22,11 @@ exercise     what the answer is
 ``ch4_ex4``  the methods whose maps look similar in absolute value but not once the
              sign is kept: mean ``spearman_abs`` at or above :data:`SIMILAR_THRESHOLD`
              and mean ``spearman_diverging`` below it; needs ``result=``
+``ch4_ex5``  a function ``my_data_comparison(true_model, random_model, x,
+             method="gradient")`` returning one ``spearman_abs`` per image: the
+             comparison step of the data randomization test written by hand (both
+             networks explain their own top class). Calling
+             ``sl.data_randomization_test`` fails the check.
 ===========  ===================================================================
 
 ex2 does not take the chance level, or any number read off a plot, for the measurement: only
@@ -462,3 +467,76 @@ def _check_ex4(answer, result=None, **_):
         expect(False, f"You named {m}, but its maps stay similar with the sign kept too "
                f"(mean spearman_diverging {div_means[m]:.2f}): it is not an abs-only "
                "similarity.", hint=rule)
+
+
+# ----------------------------------------------------------------------------- ex5
+
+#: ex5: the signature the exercise asks for.
+EX5_USAGE = 'my_data_comparison(true_model, random_model, x, method="gradient")'
+_EX5_FORBID_HINT = ("Explain x with `sl.saliency.explain` under each network and compare the "
+                    "two batches with `sl.similarity.spearman(a, b, mode=\"abs\")`.")
+
+
+def _ex5_inputs():
+    """Two differently seeded CNNs (they stand in for the true- and random-label networks:
+    the comparison step does not care how they were trained) and five test digits."""
+    from sanity_lib import data, models
+
+    digits, labels = data.load_mnist("test")
+    pick = torch.cat([torch.nonzero(labels == c)[:1, 0] for c in range(5)])
+    return models.mnist_cnn(seed=0), models.mnist_cnn(seed=1), digits[pick]
+
+
+def _ex5_variant(a, b, x, method, *, mode="abs", target=None):
+    from sanity_lib import saliency, similarity
+
+    with torch.no_grad():
+        classes = a(x).argmax(1)
+    maps_a = saliency.explain(a, x, method)
+    maps_b = saliency.explain(b, x, method, target=classes if target == "first" else None)
+    return similarity.spearman(maps_a, maps_b, mode=mode).numpy()
+
+
+@register("ch4_ex5")
+def _check_ex5(answer, **_):
+    from sanity_lib.checks import data_randomization_test, sweep
+
+    from . import as_array, call_student, forbid_calls
+
+    true_model, random_model, x = _ex5_inputs()
+    for method in ("gradient", "guided_backprop"):
+        with forbid_calls("the comparison step of the data randomization test",
+                          functions=[data_randomization_test, sweep.run_sweep],
+                          hint=_EX5_FORBID_HINT):
+            got = call_student(answer, true_model, random_model, x, method=method,
+                               name="my_data_comparison", usage=EX5_USAGE,
+                               on=f"on two MNIST CNNs with method={method!r}")
+        got = as_array(got, "The value your function returned",
+                       hint="return the per-image rank correlations, e.g. "
+                            "`sl.similarity.spearman(a, b, mode=\"abs\")`")
+        result = data_randomization_test(true_model, random_model, x, [method],
+                                         metrics=["spearman_abs"], progress=False,
+                                         keep_maps=False)
+        ref = result.values(method, 1, "spearman_abs")
+        expect(got.shape == ref.shape,
+               f"Your function returned {got.size} value(s) of shape {got.shape} for "
+               f"{len(x)} images; the comparison gives one rank correlation per image.",
+               hint="Do not average: return the N values of `sl.similarity.spearman`.")
+        if np.allclose(got, ref, atol=1e-4, equal_nan=True):
+            continue
+        for wrong, message, hint in [
+                (np.ones_like(ref), "Every value is 1: you compared a network's maps with "
+                 "themselves.", "Explain x under *both* networks and compare the two."),
+                (_ex5_variant(true_model, random_model, x, method, mode="diverging"),
+                 "You compared signed maps (mode='diverging'); the exercise asks for the "
+                 "absolute values (mode='abs').", 'sl.similarity.spearman(a, b, mode="abs")'),
+                (_ex5_variant(true_model, random_model, x, method, target="first"),
+                 "The random-label network explains the class the *true-label* network "
+                 "predicted; in the test each network explains its own top class.",
+                 "Call `sl.saliency.explain(model, x, method)` without a target for both.")]:
+            if np.allclose(got, wrong, atol=1e-4, equal_nan=True):
+                raise CheckFailed(f"{message}\nHint: {hint}")
+        raise CheckFailed(
+            f"With method={method!r} your values differ from the test's: yours "
+            f"{np.round(got, 3).tolist()}, expected {np.round(ref, 3).tolist()}.\n"
+            f"Hint: {_EX5_FORBID_HINT} Use the `method` you are given.")

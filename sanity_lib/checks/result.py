@@ -32,6 +32,15 @@ NULL_KINDS = ("noise_floor", "mismatched", "input_only")
 TABLE_COLUMNS = ("method", "step", "layer", "image", "metric", "value")
 
 
+def _not_held(kind: str, value, held) -> None:
+    """Raise the error for a method or metric the result does not hold, with the closest name."""
+    from sanity_lib._validation import closest
+
+    near = closest(value, held)
+    hint = f" (did you mean {near!r}?)" if near else ""
+    raise ValueError(f"{kind}={value!r} is not in this result{hint}; it holds {held}")
+
+
 @dataclass(repr=False)
 class SanityCheckResult:
     """What a sanity check found: similarities, maps, and the figures of the paper.
@@ -153,24 +162,14 @@ class SanityCheckResult:
         """The result's own name for ``method`` (a label or an alias such as "Guided Backprop"
         or "ig" reads as its method); a clear error for a method or metric it does not hold."""
         if method not in self.methods:
-            from sanity_lib._validation import closest
             from sanity_lib.saliency import lookup
 
             meant = lookup(method) if isinstance(method, str) else None
-            if meant in self.methods:
-                method = meant
-            else:
-                near = closest(method, self.methods)
-                hint = f" (did you mean {near!r}?)" if near else ""
-                raise ValueError(f"method={method!r} is not in this result{hint}; it holds "
-                                 f"{self.methods}")
+            if meant not in self.methods:
+                _not_held("method", method, self.methods)
+            method = meant
         if metric not in self.metrics:
-            from sanity_lib._validation import closest
-
-            near = closest(metric, self.metrics)
-            hint = f" (did you mean {near!r}?)" if near else ""
-            raise ValueError(f"metric={metric!r} is not in this result{hint}; it holds "
-                             f"{self.metrics}")
+            _not_held("metric", metric, self.metrics)
         return method
 
     def values(self, method: str, step, metric: str = "spearman_abs") -> np.ndarray:

@@ -604,28 +604,31 @@ def _ex4_inputs():
     return models.mnist_cnn(seed=0), digits[pick]
 
 
-def _ex4_reference(model, x, method, seed, **variant):
-    """The library's curve, and the curves of the typical mistakes, as ``[(layer, mean)]``."""
+def _ex4_reference(model, x, method, seed):
+    """The library's curve, ``[(layer, mean spearman_abs)]``."""
+    from sanity_lib.checks import model_randomization_test
+
+    result = model_randomization_test(model, x, [method], metrics=["spearman_abs"], seed=seed,
+                                      progress=False, keep_maps=False)
+    curve = result.curve(method, "spearman_abs")
+    return list(zip(curve["layer"], curve["mean"].astype(float)))
+
+
+def _ex4_mistake(model, x, method, seed, *, against="original", mode="abs", target=None,
+                 order="top_down"):
+    """The curve of a typical mistake, recomputed: compared ``against`` the previous step,
+    in another ``mode``, for the trained model's ``target``, or in another ``order``."""
     from sanity_lib import randomization, saliency, similarity
 
-    if not variant:
-        from sanity_lib.checks import model_randomization_test
-
-        result = model_randomization_test(model, x, [method], metrics=["spearman_abs"],
-                                          seed=seed, progress=False, keep_maps=False)
-        curve = result.curve(method, "spearman_abs")
-        return list(zip(curve["layer"], curve["mean"].astype(float)))
     original = saliency.explain(model, x, method)
     with torch.no_grad():
         targets = model(x).argmax(1)
     out, previous = [("original", 1.0)], original
-    order = variant.get("order", "top_down")
     for name, randomized in randomization.cascading(model, seed=seed, order=order):
-        target = targets if variant.get("target") == "original" else None
-        maps = saliency.explain(randomized, x, method, target=target)
-        against = previous if variant.get("against") == "previous" else original
-        rho = similarity.spearman(against, maps, mode=variant.get("mode", "abs"))
-        out.append((name, float(np.nanmean(rho.numpy()))))
+        maps = saliency.explain(randomized, x, method,
+                                target=targets if target == "original" else None)
+        base = previous if against == "previous" else original
+        out.append((name, float(np.nanmean(similarity.spearman(base, maps, mode=mode).numpy()))))
         previous = maps
     return out
 
@@ -684,7 +687,7 @@ def _ex4_diagnose(curve, model, x, method, seed):
          "`sl.randomization.cascading(model, seed=seed)` with its default order."),
     ]
     for variant, message, hint in mistakes:
-        if _ex4_same(curve, _ex4_reference(model, x, method, seed, **variant)):
+        if _ex4_same(curve, _ex4_mistake(model, x, method, seed, **variant)):
             raise CheckFailed(f"{message}\nHint: {hint}")
 
 

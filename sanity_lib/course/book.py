@@ -44,8 +44,8 @@ def book_methods(methods=None) -> dict:
     """The paper's methods with the settings the book's MNIST sweeps use.
 
     Every method keeps the paper's settings except IG-SmoothGrad, which gets
-    :data:`BOOK_IG_SMOOTHGRAD`: at the paper's settings it alone would take 50 times as long
-    as SmoothGrad and most of a chapter's build time.
+    :data:`BOOK_IG_SMOOTHGRAD`: at the paper's settings it costs 50 times as many gradients
+    as SmoothGrad and would take most of a chapter's build time.
 
     Parameters
     ----------

@@ -426,6 +426,20 @@ def _one_at_a_time(model, plan, step):
         yield group_name, work.eval()
 
 
+def _reinit_plan(model, init, seed, groups, batchnorm, order):
+    """The validated groups of :func:`cascading`/:func:`independent` and their one step."""
+    _check_model(model)
+    check_choice("init", init, INIT_SCHEMES)
+    check_choice("batchnorm", batchnorm, BATCHNORM_POLICIES)
+    seed = _check_seed(seed)
+    plan = _resolve_groups(model, groups, order)
+
+    def step(module, qualname):
+        _randomize_unit(module, qualname, init, seed, batchnorm)
+
+    return plan, step
+
+
 def cascading(model: nn.Module, *, order: str = "top_down", init: str = DEFAULT_INIT, seed: int = 0,
               groups: Sequence[str | tuple[str, str | nn.Module]] | None = None,
               batchnorm: str = "keep") -> Iterator[tuple[str, nn.Module]]:
@@ -465,16 +479,7 @@ def cascading(model: nn.Module, *, order: str = "top_down", init: str = DEFAULT_
     >>> [name for name, _ in cascading(model)]
     ['logits', 'fc1', 'conv2', 'conv1']
     """
-    _check_model(model)
-    check_choice("init", init, INIT_SCHEMES)
-    check_choice("batchnorm", batchnorm, BATCHNORM_POLICIES)
-    seed = _check_seed(seed)
-    plan = _resolve_groups(model, groups, order)
-
-    def step(module, qualname):
-        _randomize_unit(module, qualname, init, seed, batchnorm)
-
-    return _cascade(model, plan, step)
+    return _cascade(model, *_reinit_plan(model, init, seed, groups, batchnorm, order))
 
 
 def independent(model: nn.Module, *, init: str = DEFAULT_INIT, seed: int = 0,
@@ -499,16 +504,7 @@ def independent(model: nn.Module, *, init: str = DEFAULT_INIT, seed: int = 0,
     >>> [name for name, _ in independent(mnist_mlp(), order="bottom_up")]
     ['fc1', 'fc2', 'fc3', 'logits']
     """
-    _check_model(model)
-    check_choice("init", init, INIT_SCHEMES)
-    check_choice("batchnorm", batchnorm, BATCHNORM_POLICIES)
-    seed = _check_seed(seed)
-    plan = _resolve_groups(model, groups, order)
-
-    def step(module, qualname):
-        _randomize_unit(module, qualname, init, seed, batchnorm)
-
-    return _one_at_a_time(model, plan, step)
+    return _one_at_a_time(model, *_reinit_plan(model, init, seed, groups, batchnorm, order))
 
 
 def gaussian_noise(model: nn.Module, std: float, *, relative: bool = False, seed: int = 0,

@@ -13,9 +13,9 @@ was ``own_model.``          now
 This module only re-exports them, so notebooks written against the old names keep working.
 """
 from sanity_lib.checks.preflight import STATUSES, preflight
-from sanity_lib.checks.verdicts import DEFAULT_MARGIN, DEFAULT_THRESHOLD, VERDICTS, verdict
+from sanity_lib.checks.verdicts import DEFAULT_THRESHOLD, VERDICTS, verdict
 from sanity_lib.models.groups import group_problems, list_modules
 from sanity_lib.training import train_cached
 
 __all__ = ["train_cached", "list_modules", "group_problems", "preflight", "verdict",
-           "STATUSES", "VERDICTS", "DEFAULT_THRESHOLD", "DEFAULT_MARGIN"]
+           "STATUSES", "VERDICTS", "DEFAULT_THRESHOLD"]

@@ -260,7 +260,7 @@ MNIST_VALUES = {  # spearman_abs per step, shaped like the paper's MNIST finding
     "smoothgrad": [0.40, 0.25, 0.20, 0.30],
     "guided_backprop": [0.91, 0.84, 0.61, 0.60],
     "gradcam": [0.43, 0.28, 0.40, 0.40],
-    "guided_gradcam": [0.50, 0.45, 0.50, 0.50],   # near the threshold: either way
+    "guided_gradcam": [0.50, 0.49, 0.50, 0.50],   # near the threshold: either way
     "integrated_gradients_smoothgrad": [0.55, 0.52, 0.5, 0.5],   # near it too
 }
 
@@ -270,16 +270,18 @@ def _digits(per_class):
     return DIGITS[pick], LABELS[pick]
 
 
-def _fake_result(values, layers, *, inputs=None, predicted=None, n_images=3, **settings):
+def _fake_result(values, layers, *, inputs=None, predicted=None, n_images=3, spread=0.0,
+                 **settings):
     """A SanityCheckResult whose spearman_abs curves are ``values[method]``: one value per
-    step (the same for every image) or one list per image; ``settings`` override the
-    exercise's."""
+    step (the same for every image, give or take an even ``spread`` whose mean is 0) or one
+    list per image; ``settings`` override the exercise's."""
     n = n_images if inputs is None else len(inputs)
     rng = np.random.default_rng(0)
+    offsets = np.linspace(-spread, spread, n)
     rows = []
     for method, curves in values.items():
         if not isinstance(curves[0], list):
-            curves = [curves] * n
+            curves = [[v + offset for v in curves] for offset in offsets]
         for i, curve in enumerate(curves):
             for k, v in enumerate(curve, start=1):
                 for metric in ("spearman_abs", "spearman_diverging"):
@@ -292,7 +294,8 @@ def _fake_result(values, layers, *, inputs=None, predicted=None, n_images=3, **s
             "metrics": ["spearman_abs", "spearman_diverging", "ssim", "hog"]}
     full.update(settings)
     predicted = torch.zeros(n, dtype=torch.long) if predicted is None else predicted
-    return SanityCheckResult(table=table, maps={}, layers=list(layers), noise_floor={},
+    return SanityCheckResult(table=table, maps={}, layers=list(layers),
+                             noise_floor={"spearman_abs": 0.0, "spearman_diverging": 0.0},
                              targets=predicted.repeat(len(layers), 1), settings=full,
                              inputs=inputs)
 
@@ -301,7 +304,8 @@ def mnist_result(values=MNIST_VALUES, per_class=2, trained=True, **settings):
     x, y = _digits(per_class)
     predicted = y if trained else torch.full_like(y, 3)
     settings = {"model": "MnistCNN", **settings}
-    return _fake_result(values, MNIST_LAYERS, inputs=x, predicted=predicted, **settings)
+    return _fake_result(values, MNIST_LAYERS, inputs=x, predicted=predicted, spread=0.1,
+                        **settings)
 
 
 # ----------------------------------------------------------------------------- ex2
@@ -317,6 +321,23 @@ CLEAR = ["gradient_x_input", "integrated_gradients", "guided_backprop"]
 ])
 def test_ex2_accepts_the_clear_failures(answer):
     assert check("ch3_ex2", answer, result=mnist_result()).endswith("Well done!")
+
+
+def test_ex2_judges_by_the_interval_not_by_a_margin():
+    """0.55 over digits that agree (interval about 0.52 to 0.58) fails for sure: it must be
+    named. 0.56 over digits that disagree widely may be named or not: the rule cannot tell."""
+    tight = mnist_result({**MNIST_VALUES, "gradcam": [0.43, 0.55, 0.40, 0.40]})
+    with pytest.raises(CheckFailed, match="left out gradcam"):
+        check("ch3_ex2", CLEAR + ["guided_gradcam"], result=tight)
+    x, y = _digits(2)
+    loose_values = {**MNIST_VALUES, "gradcam": [[0.43, 0.56 + d, 0.40, 0.40]
+                                               for d in np.linspace(-0.4, 0.4, 20)]}
+    loose = _fake_result(loose_values, MNIST_LAYERS, inputs=x, predicted=y, spread=0.1,
+                         model="MnistCNN")
+    assert loose.verdict(at="fc1").set_index("method").loc["gradcam", "verdict"] == \
+        "cannot tell"
+    for answer in (CLEAR, CLEAR + ["gradcam"]):
+        assert check("ch3_ex2", answer, result=loose).endswith("Well done!")
 
 
 def test_ex2_accepts_more_digits_and_the_original_class_as_target():
@@ -407,6 +428,12 @@ def test_ex2_reads_the_same_numbers_as_an_independent_computation():
         assert values[method] == pytest.approx(expected[method], abs=1e-6)
     # ... but that result is not the exercise's: three methods of an untrained CNN
     answer = sorted(m for m, v in expected.items() if v >= ch3.FAIL_THRESHOLD)
+    floor = result.noise_floor["spearman_abs"]
+    must, may, _ = ch3.failing_methods(result)
+    for method in methods:   # the rule, by hand: the interval rescaled by the floor
+        low, high = ((v - floor) / (1 - floor) for v in result.interval(method, "fc1"))
+        assert (method in must) == (low >= 0.5)
+        assert (method in may) == (low < 0.5 <= high)
     with pytest.raises(CheckFailed, match="has no maps of"):
         check("ch3_ex2", answer, result=result)
 

@@ -155,25 +155,25 @@ MEANS = {"gradient": (0.3, 0.25, 0.2), "guided_backprop": (0.95, 0.9, 0.5),
          "gradient_x_input": (0.99, 0.98, 0.97), "gradcam": (0.4, 0.52, 0.3)}
 
 
-def _result(floor=0.0, mode="cascading"):
+def _result(floor=0.0, mode="cascading", means=MEANS, n=5, spread=0.05):
     rows = []
     gen = np.random.default_rng(0)
-    for method, values in MEANS.items():
+    for method, values in means.items():
         for step, mean in enumerate(values, start=1):
-            noise = gen.normal(0, 0.05, 5)
+            noise = gen.normal(0, spread, n)
             for image, value in enumerate(mean + noise - noise.mean()):
                 rows.append((method, step, LAYERS[step], image, "spearman_abs", value))
     table = pd.DataFrame(rows, columns=["method", "step", "layer", "image", "metric", "value"])
     return SanityCheckResult(
         table=table, maps={}, layers=LAYERS, noise_floor={"spearman_abs": floor},
-        targets=torch.zeros(4, 5, dtype=torch.long),
-        settings={"test": "model_randomization", "mode": mode, "methods": list(MEANS),
+        targets=torch.zeros(4, n, dtype=torch.long),
+        settings={"test": "model_randomization", "mode": mode, "methods": list(means),
                   "metrics": ["spearman_abs"]})
 
 
 @pytest.mark.parametrize("answer", [
     ["guided_backprop", "gradient_x_input"],
-    ["gradient_x_input", "guided_backprop", "gradcam"],    # gradcam is borderline (0.52)
+    ["gradient_x_input", "guided_backprop", "gradcam"],    # gradcam: cannot tell (0.52)
     ["Guided Backprop", "Gradient ⊙ Input"],               # labels are method names too
 ])
 def test_ex3_accepts_the_clear_failures(answer):
@@ -183,7 +183,7 @@ def test_ex3_accepts_the_clear_failures(answer):
 @pytest.mark.parametrize("answer, by, message", [
     (["gradient_x_input"], "layer4", r"\['guided_backprop'\] stayed similar"),
     (["guided_backprop", "gradient_x_input", "gradient"], "layer4", r"\['gradient'\] changed"),
-    (["gradient_x_input"], "stem", None),   # right at the stem: GBP is borderline there
+    (["gradient_x_input"], "stem", None),   # at the stem the rule cannot tell GBP
     (["guided_backprop", "gradient_x_input", "smoothgrad"], "layer4", "not in your result"),
 ])
 def test_ex3_rejects_wrong_lists(answer, by, message):
@@ -218,13 +218,31 @@ def test_ex3_refuses_results_that_cannot_answer(answer, message, context):
 
 def test_ex3_rescales_by_the_noise_floor():
     # with a floor of 0.5, guided_backprop's 0.9 keeps 0.8 and gradcam's 0.52 only 0.04
-    retained, failing = ch8.failing_methods(_result(floor=0.5), "layer4")
+    calls, retained = ch8.failing_methods(_result(floor=0.5), "layer4")
     assert retained["guided_backprop"] == pytest.approx(0.8)
     assert retained["gradcam"] == pytest.approx(0.04)
-    assert failing == {"guided_backprop", "gradient_x_input"}
+    assert {m for m, call in calls.items() if call == "fails"} == {"guided_backprop",
+                                                                  "gradient_x_input"}
+    assert calls["gradcam"] == calls["gradient"] == "passes"
     with pytest.raises(CheckFailed, match=r"\['gradcam'\] changed"):
         check("ch8_ex3", ["guided_backprop", "gradient_x_input", "gradcam"],
               result=_result(floor=0.5), by="layer4")
+
+
+def test_ex3_judges_by_the_interval_as_the_book_does():
+    """0.53 over 40 tight images fails for sure and must be named; 0.56 over 5 scattered
+    images may be either (the rule cannot tell): the interval decides, not a margin."""
+    means = {"gradient": (0.3, 0.2, 0.1), "gradcam": (0.6, 0.53, 0.2)}
+    tight = _result(means=means, n=40, spread=0.02)
+    assert tight.verdict(at="layer4").set_index("method").loc["gradcam", "verdict"] == "fails"
+    with pytest.raises(CheckFailed, match=r"\['gradcam'\] stayed similar"):
+        check("ch8_ex3", [], result=tight, by="layer4")
+    assert "correct" in check("ch8_ex3", ["gradcam"], result=tight, by="layer4")
+    loose = _result(means={**means, "gradcam": (0.6, 0.56, 0.2)}, n=5, spread=0.2)
+    assert loose.verdict(at="layer4").set_index("method").loc["gradcam",
+                                                              "verdict"] == "cannot tell"
+    for answer in ([], ["gradcam"]):
+        assert "correct" in check("ch8_ex3", answer, result=loose, by="layer4")
 
 
 # ----------------------------------------------------------------------------- ex4

@@ -232,12 +232,23 @@ def test_ch7_missing_number_is_named():
 from sanity_lib.course.ledger import ch8  # noqa: E402
 
 
+def iv(value, half=0.05):
+    """A retained similarity's 95 % interval around ``value``."""
+    return (value - half, value + half)
+
+
+def as_intervals(change):
+    return {k: v if k in ("memorized", "random_test") else iv(v) for k, v in change.items()}
+
+
 def ch8_agreeing():
-    m = dict.fromkeys(ch8.needs(), 0.1)                   # every map changed: all pass ...
-    m.update({"cascading_guided_backprop_abs": 0.88,      # ... but GBP and the products fail
-              "cascading_gradient_x_input_abs": 0.99, "cascading_integrated_gradients_abs": 0.99,
-              "data_guided_backprop_abs": 0.73, "data_gradient_x_input_abs": 0.99,
-              "effnet_guided_backprop": 0.99, "memorized": 0.97, "random_test": 0.12})
+    m = dict.fromkeys(ch8.needs(), iv(0.1))               # every map changed: all pass ...
+    m.update(as_intervals({"cascading_guided_backprop_abs": 0.88,  # ... GBP, products fail
+                           "cascading_gradient_x_input_abs": 0.94,
+                           "cascading_integrated_gradients_abs": 0.94,
+                           "data_guided_backprop_abs": 0.73, "data_gradient_x_input_abs": 0.94,
+                           "effnet_guided_backprop": 0.94, "memorized": 0.97,
+                           "random_test": 0.12}))
     return m
 
 
@@ -256,13 +267,21 @@ def test_ch8_judge_is_the_librarys_rule():
     x = torch.rand(3, 1, 28, 28)
     r = sl.model_randomization_test(sl.models.mnist_cnn(), x, ["gradient"], progress=False)
     row = sl.checks.verdict(r, by="fc1").iloc[0]
-    assert ch8.judge(row["retained"]) == row["verdict"]
+    assert ch8.judge((row["retained_low"], row["retained_high"])) == row["verdict"]
+    # and the rule reads the interval, not the point: 0.52 is "fails" only if all of it is
+    assert ch8.judge((0.51, 0.53)) == "fails" and ch8.judge((0.45, 0.59)) == "cannot tell"
+
+
+def test_ch8_refuses_a_point_where_an_interval_is_needed():
+    m = {**ch8_agreeing(), "cascading_gradient_abs": 0.1}
+    with pytest.raises(ValueError, match="cascading_gradient_abs.*interval"):
+        ch8.claims(m)
 
 
 @pytest.mark.parametrize("change, start, verdict", [
     ({"cascading_gradient_abs": 0.9, "cascading_gradcam_abs": 0.8}, "Gradient and GradCAM",
      "differs"),
-    ({"cascading_gradcam_abs": 0.5}, "Gradient and GradCAM", "partly"),    # borderline
+    ({"cascading_gradcam_abs": 0.5}, "Gradient and GradCAM", "partly"),    # cannot tell
     ({"cascading_guided_backprop_abs": 0.1}, "Guided Backprop is", "differs"),
     ({"cascading_gradient_x_input_abs": 0.1, "cascading_integrated_gradients_abs": 0.1,
       "cascading_gradient_x_input_div": 0.9, "cascading_integrated_gradients_div": 0.9},
@@ -275,7 +294,7 @@ def test_ch8_judge_is_the_librarys_rule():
     ({"effnet_gradient": 0.47}, "Same recipe", "partly"),
 ])
 def test_ch8_rules_follow_the_numbers(change, start, verdict):
-    assert by_start(ch8, {**ch8_agreeing(), **change}, start) == verdict
+    assert by_start(ch8, {**ch8_agreeing(), **as_intervals(change)}, start) == verdict
 
 
 def test_ch8_missing_number_is_named():

@@ -182,7 +182,7 @@ FLOOR = {"spearman_abs": 0.1, "spearman_diverging": 0.0}
 MEANS = {  # method -> mean similarity (abs) at logits, layer4, stem
     "gradient": (0.3, 0.2, 0.1),
     "guided_backprop": (0.95, 0.9, 0.4),
-    "gradcam": (0.6, 0.56, 0.2),       # retained at layer4: 0.511 -> borderline
+    "gradcam": (0.6, 0.56, 0.2),       # retained at layer4: 0.511, interval straddles 0.5
     "gradient_x_input": (0.9, 0.9, 0.9),
 }
 
@@ -211,8 +211,11 @@ def test_verdict_rescales_by_the_noise_floor_and_judges_at_the_chosen_step():
         assert v.loc[method, "retained"] == pytest.approx(retained)
         assert v.loc[method, "mean"] == pytest.approx(values[1])
         assert v.loc[method, "last"] == pytest.approx(values[2])
-    assert v["verdict"].to_dict() == {"gradient": "pass", "guided_backprop": "fail",
-                                      "gradcam": "borderline", "gradient_x_input": "fail"}
+    assert v["verdict"].to_dict() == {"gradient": "passes", "guided_backprop": "fails",
+                                      "gradcam": "cannot tell", "gradient_x_input": "fails"}
+    # the same rule and numbers as the result's own verdict
+    own = _cascading().verdict(at="layer4").set_index("method")
+    pd.testing.assert_frame_equal(v[own.columns], own)
     assert v.loc["gradient", "first_below"] == "logits"
     assert v.loc["guided_backprop", "first_below"] == "stem"
     assert v.loc["gradient_x_input", "first_below"] == "never"
@@ -220,15 +223,17 @@ def test_verdict_rescales_by_the_noise_floor_and_judges_at_the_chosen_step():
     assert by_number["verdict"].tolist() == v["verdict"].tolist()
     # judged at the last step, Guided Backprop passes: the step matters
     assert sl.checks.verdict(_cascading(), by="stem").set_index("method").loc[
-        "guided_backprop", "verdict"] == "pass"
+        "guided_backprop", "verdict"] == "passes"
 
 
 def test_verdict_over_several_results_keeps_only_agreeing_verdicts():
     shifted = _cascading(shift=0.1)  # gradcam clearly fails here (retained 0.62)
     v = sl.checks.verdict([_cascading(), shifted], by="layer4").set_index("method")
-    assert v.loc["gradient", "verdict"] == "pass"
-    assert v.loc["guided_backprop", "verdict"] == "fail"
-    assert v.loc["gradcam", "verdict"] == "borderline"
+    assert v.loc["gradient", "verdict"] == "passes"
+    assert v.loc["guided_backprop", "verdict"] == "fails"
+    assert shifted.verdict(at="layer4").set_index("method").loc["gradcam", "verdict"] == "fails"
+    assert v.loc["gradcam", "verdict"] == "cannot tell"     # the two results disagree
+    assert v.loc["gradcam", "retained_low"] < 0.5 < v.loc["gradcam", "retained_high"]
     assert v.loc["gradient", "spread"] == pytest.approx(0.1 / 0.9)
     assert (v["results"] == 2).all()
 

@@ -38,7 +38,14 @@ from sanity_lib._validation import check_choice, check_device, check_flag, check
 from sanity_lib.models.groups import in_forward_order
 
 from .preflight import STATUSES, preflight
-from .result import TABLE_COLUMNS, SanityCheckResult, _describe_test
+from .result import (
+    PASS_THRESHOLD,
+    TABLE_COLUMNS,
+    VERDICTS,
+    SanityCheckResult,
+    _describe_test,
+    call_from_interval,
+)
 from .sweep import (
     TARGETS,
     _cached_or_run,
@@ -62,7 +69,7 @@ from .verdicts import verdict
 __all__ = [
     "SanityCheckResult", "model_randomization_test", "data_randomization_test",
     "DEFAULT_METHODS", "MODES", "TARGETS", "TABLE_COLUMNS", "fingerprint", "default_explainer",
-    "preflight", "verdict", "STATUSES",
+    "preflight", "verdict", "STATUSES", "VERDICTS", "PASS_THRESHOLD", "call_from_interval",
 ]
 
 #: The eight methods the paper tests (its Figure 2), each with the paper's settings. Mind

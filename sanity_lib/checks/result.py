@@ -17,7 +17,8 @@ from sanity_lib._validation import check_choice, check_choices, check_real
 
 from .statistics import LEVEL, bootstrap_interval
 
-__all__ = ["SanityCheckResult", "TABLE_COLUMNS", "PASS_THRESHOLD", "VERDICTS", "NULL_KINDS"]
+__all__ = ["SanityCheckResult", "TABLE_COLUMNS", "PASS_THRESHOLD", "VERDICTS", "NULL_KINDS",
+           "call_from_interval"]
 
 #: This course's rule for pass and fail (:meth:`SanityCheckResult.verdict`): a method fails
 #: when its maps keep at least this share of their similarity above the null. The paper
@@ -27,6 +28,34 @@ PASS_THRESHOLD = 0.5
 VERDICTS = ("passes", "fails", "cannot tell")
 #: The nulls a similarity is read against (:meth:`SanityCheckResult.null_level`).
 NULL_KINDS = ("noise_floor", "mismatched", "input_only")
+
+
+
+def call_from_interval(retained_low: float, retained_high: float,
+                       threshold: float = PASS_THRESHOLD) -> str:
+    """This course's one pass/fail rule, on the interval of a retained similarity.
+
+    ``retained`` is the similarity rescaled so that the null is 0 and identical maps are 1.
+    The method **fails** when even the low end of its interval keeps ``threshold`` or more
+    (the maps barely changed), **passes** when the high end is below ``threshold``, and
+    the answer is **cannot tell** when the interval straddles it or is NaN (constant maps).
+
+    Examples
+    --------
+    >>> call_from_interval(0.7, 0.9), call_from_interval(0.1, 0.3), call_from_interval(0.4, 0.6)
+    ('fails', 'passes', 'cannot tell')
+    """
+    low, high = float(retained_low), float(retained_high)
+    if np.isnan(low) or np.isnan(high):
+        return "cannot tell"
+    if low > high:
+        raise ValueError(f"an interval is (low, high) with low <= high, got ({low}, {high})")
+    if low >= threshold:
+        return "fails"
+    if high < threshold:
+        return "passes"
+    return "cannot tell"
+
 
 #: The columns of :attr:`SanityCheckResult.table`, in order.
 TABLE_COLUMNS = ("method", "step", "layer", "image", "metric", "value")
@@ -400,14 +429,8 @@ class SanityCheckResult:
                 raise ValueError(f"the {null} null of {metric} for {method} is {floor:.3f}: "
                                  "identical maps would not stand out; use another null")
             r, r_low, r_high = ((v - floor) / scale for v in (mean, low, high))
-            if np.isnan(r):
-                call = "cannot tell"
-            elif r_low >= threshold:
-                call = "fails"
-            elif r_high < threshold:
-                call = "passes"
-            else:
-                call = "cannot tell"
+            call = "cannot tell" if np.isnan(r) else call_from_interval(r_low, r_high,
+                                                                        threshold)
             rows.append({"method": method, "at": self.layers[k], "metric": metric,
                          "mean": mean, "ci_low": low, "ci_high": high,
                          "n": int(np.sum(~np.isnan(self.values(method, k, metric)))),

@@ -9,9 +9,11 @@ exercise     what the answer is
              left untouched, ``init`` and ``seed`` obeyed. Written by hand: calling
              the library's loops (:func:`sanity_lib.randomization.cascading` and its
              siblings) fails the check; ``randomize_module`` is allowed.
-``ch3_ex2``  the methods that *fail* the test on the MNIST CNN: those whose mean
-             ``spearman_abs`` with the original map stays at or above
-             :data:`FAIL_THRESHOLD` once ``logits`` and ``fc1`` are randomized;
+``ch3_ex2``  the methods that *fail* the test on the MNIST CNN by the course's rule
+             (:meth:`~sanity_lib.checks.SanityCheckResult.verdict`): the 95 % interval
+             of the mean ``spearman_abs`` with the original map, rescaled by the noise
+             floor, stays at or above :data:`FAIL_THRESHOLD` once ``logits`` and
+             ``fc1`` are randomized (methods the rule cannot tell may be named or not);
              needs ``result=``: the student's cascading test of the *trained* CNN
              with the paper's eight methods at the book's settings
              (:func:`sanity_lib.course.book.book_methods`),
@@ -34,8 +36,9 @@ library's own loop is the reference for the order of the groups. The checks of e
 first validate the result they are given (test, mode, order, init, methods, metrics, every
 layer, and the trained model: for MNIST, the model's predictions on the result's digits must be
 right; for EfficientNet-Lite0, the weights must be the shipped ones), then judge the answer
-against that result with a margin: a method (or layer) close to the threshold is accepted
-either way, only the clear cases must be right. No number is hard-coded.
+against that result, accepting either answer where the result cannot decide: in ex2 a method
+whose interval straddles the threshold (the book's rule says "cannot tell"), in ex3 a layer
+close to the threshold. Only the clear cases must be right. No number is hard-coded.
 
 Examples
 --------
@@ -63,15 +66,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from sanity_lib.checks.result import PASS_THRESHOLD
+
 from . import TRAINED_ACCURACY, CheckFailed, expect, method_names, register  # noqa: F401
 
-__all__ = ["failing_methods", "change_layers", "FAIL_THRESHOLD", "FAIL_MARGIN", "FAIL_AFTER",
+__all__ = ["failing_methods", "change_layers", "FAIL_THRESHOLD", "FAIL_AFTER",
            "CHANGE_START", "CHANGE_CLEAR", "TRAINED_ACCURACY", "EX1_INIT", "EX1_OTHER_INIT"]
 
-#: ex2: a method fails when its mean spearman_abs after ``FAIL_AFTER`` is at least this.
-FAIL_THRESHOLD = 0.5
-#: ex2: methods within this distance of the threshold are accepted on either side.
-FAIL_MARGIN = 0.1
+#: ex2: a method fails when its retained spearman_abs after ``FAIL_AFTER`` is at least this
+#: across its whole 95 % interval (the course's rule, :data:`sanity_lib.checks.PASS_THRESHOLD`).
+FAIL_THRESHOLD = PASS_THRESHOLD
 #: ex2: the step at which the similarity is read: logits and fc1 randomized.
 FAIL_AFTER = "fc1"
 #: ex3: Guided Backprop's map has started to change once its spearman_abs (the mean over
@@ -419,13 +423,14 @@ def _method_set(answer):
 
 # ----------------------------------------------------------------------------- ex2
 
-def failing_methods(result, threshold=FAIL_THRESHOLD, margin=FAIL_MARGIN, after=FAIL_AFTER):
-    """(must, may, values): the methods that clearly fail, those near the threshold, and
-    every method's mean similarity at the step ``after``.
+def failing_methods(result, threshold=FAIL_THRESHOLD, after=FAIL_AFTER):
+    """(must, may, values): the methods that fail by the course's rule, those it cannot tell,
+    and every method's mean ``spearman_abs`` at the step ``after``.
 
-    A method fails when its mean ``spearman_abs`` with the original map, read at the step
-    ``after`` (cascading, so every group from the logits down to it is random), is at least
-    ``threshold``. Methods within ``margin`` of the threshold may be named or not.
+    The rule is :meth:`SanityCheckResult.verdict` at ``after`` (cascading, so every group
+    from the logits down to it is random): "fails" when the whole 95 % interval of the
+    similarity, rescaled by the noise floor, keeps at least ``threshold``; "cannot tell"
+    when it straddles ``threshold``.
 
     Examples
     --------
@@ -437,8 +442,10 @@ def failing_methods(result, threshold=FAIL_THRESHOLD, margin=FAIL_MARGIN, after=
     step = result.layers.index(after)
     curves = _mean_curves(result)
     values = {m: float(c[step - 1]) for m, c in curves.items()}
-    must = {m for m, v in values.items() if v >= threshold + margin}
-    may = {m for m, v in values.items() if abs(v - threshold) < margin}
+    calls = result.verdict(at=after, metric="spearman_abs",
+                           threshold=threshold).set_index("method")["verdict"]
+    must = {m for m in values if calls[m] == "fails"}
+    may = {m for m in values if calls[m] == "cannot tell"}
     return must, may, values
 
 
@@ -456,16 +463,18 @@ def _check_ex2(answer, result=None, **_):
            "You left out " + ", ".join(
                f"{m} (its maps still have a mean rank correlation of {values[m]:.2f} with "
                "the original)" for m in missed) + f" {where}: it fails the test.",
-           hint=f"A method fails when its maps stay similar (spearman_abs >= "
-                f"{FAIL_THRESHOLD}) although the model's top layers are random; read "
-                f"`result.summary()` at layer {FAIL_AFTER!r}.")
+           hint=f"A method fails when its maps stay similar (the interval of spearman_abs, "
+                f"rescaled by the noise floor, at or above {FAIL_THRESHOLD}) although the "
+                f"model's top layers are random; read `result.verdict(at={FAIL_AFTER!r})` or "
+                f"`result.interval(method, {FAIL_AFTER!r})`.")
     wrong = sorted(named - must - may)
     expect(not wrong,
            "You named " + ", ".join(
                f"{m} (its mean rank correlation drops to {values[m]:.2f})" for m in wrong)
            + f" {where}: its maps change, so it passes.",
            hint="Passing means the map changes when the model does; only methods whose "
-                f"similarity stays at or above {FAIL_THRESHOLD} fail.")
+                f"similarity stays at or above {FAIL_THRESHOLD}, across its whole interval, "
+                "fail.")
 
 
 # ----------------------------------------------------------------------------- ex3

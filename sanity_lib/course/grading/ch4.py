@@ -34,9 +34,11 @@ what the model scores counts. ex3 and ex4 first validate the result they are giv
 paper's eight methods at the exercise's settings (IG 50 steps, SmoothGrad 50 samples, GradCAM
 on ``act2``), both spearman metrics, four test digits of every class, and the right models
 (the first network classifies the digits, the second does not, and they differ). Then they
-judge the answer against that result with a margin: a method within :data:`SIMILAR_MARGIN` of
-the threshold may be named or not; only the clear cases must be right. No measured number is
-hard-coded.
+judge the answer against that result by the course's rule
+(:meth:`~sanity_lib.checks.SanityCheckResult.verdict`): a method whose maps stay similar
+across the whole 95 % interval must be named, one whose interval is all below the threshold
+must not, and one whose interval straddles it (the rule "cannot tell") may be named or not.
+No measured number is hard-coded.
 
 Examples
 --------
@@ -53,20 +55,18 @@ import numbers
 import numpy as np
 import torch
 
+from sanity_lib.checks.result import PASS_THRESHOLD
+
 from . import CheckFailed, expect, method_names, register
 
-__all__ = ["SIMILAR_THRESHOLD", "SIMILAR_MARGIN", "MIN_CHANGED", "MAX_CRAMERS_V",
+__all__ = ["SIMILAR_THRESHOLD", "MIN_CHANGED", "MAX_CRAMERS_V",
            "ACCURACY_TOLERANCE", "MEMORIZED", "check_label_permutation", "similar_methods",
            "shuffled_training_set"]
 
-#: ex3/ex4: a method's maps "stay similar" when the mean rank correlation between the
-#: true-label and the random-label model's maps is at least this: half-way between the
-#: noise floor (about 0) and identical maps (1).
-SIMILAR_THRESHOLD = 0.5
-#: ex3/ex4: methods within this distance of the threshold are accepted on either side (a
-#: reading margin: the check judges the student's own result, so image-to-image spread
-#: does not enter).
-SIMILAR_MARGIN = 0.03
+#: ex3/ex4: a method's maps "stay similar" (it fails) when the mean rank correlation between
+#: the true-label and the random-label model's maps, rescaled by the noise floor, is at least
+#: this across its 95 % interval: the course's rule, :data:`sanity_lib.checks.PASS_THRESHOLD`.
+SIMILAR_THRESHOLD = PASS_THRESHOLD
 #: ex1: at least this fraction of the images must get another label. A random permutation
 #: of 10 balanced classes keeps about 10 % of the labels by chance, so about 90 % change.
 MIN_CHANGED = 0.75
@@ -402,14 +402,13 @@ def _method_set(answer, available):
                         example='similar = ["guided_backprop"]`, or `[]` for none')
 
 
-def similar_methods(result, metric="spearman_abs", threshold=SIMILAR_THRESHOLD,
-                    margin=SIMILAR_MARGIN):
-    """(must, may, means): the methods whose maps clearly stay similar, those near the
-    threshold, and every method's mean similarity.
+def similar_methods(result, metric="spearman_abs", threshold=SIMILAR_THRESHOLD):
+    """(must, may, means): the methods whose maps stay similar by the course's rule, those
+    the rule cannot tell, and every method's mean similarity.
 
-    A method's maps "stay similar" when the mean ``metric`` over images between the
-    true-label and the random-label model's maps is at least ``threshold``; methods within
-    ``margin`` of it may be counted either way.
+    The rule is :meth:`SanityCheckResult.verdict` at the test's one step: "fails" (the maps
+    stay similar) when the whole 95 % interval of the mean ``metric``, rescaled by the noise
+    floor, is at least ``threshold``; "cannot tell" when it straddles ``threshold``.
 
     Examples
     --------
@@ -418,8 +417,9 @@ def similar_methods(result, metric="spearman_abs", threshold=SIMILAR_THRESHOLD,
     table = result.table[result.table["metric"] == metric]
     means = table.groupby("method")["value"].mean().to_dict()
     means = {m: float(means.get(m, float("nan"))) for m in result.methods}
-    must = {m for m, v in means.items() if v >= threshold + margin}
-    may = {m for m, v in means.items() if abs(v - threshold) < margin}
+    calls = result.verdict(at=1, metric=metric, threshold=threshold).set_index("method")
+    must = {m for m in means if calls.loc[m, "verdict"] == "fails"}
+    may = {m for m in means if calls.loc[m, "verdict"] == "cannot tell"}
     return must, may, means
 
 
@@ -433,14 +433,15 @@ def _check_ex3(answer, result=None, **_):
         f"{m} (mean spearman_abs {means[m]:.2f})" for m in missed)
         + ": its maps stay similar although the random-label network learned nothing "
           "about digits.",
-        hint=f"Read the mean spearman_abs per method (`result.summary()`): a method's maps "
-             f"stay similar when it is at least {SIMILAR_THRESHOLD}.")
+        hint=f"Read the mean spearman_abs per method and its interval (`result.verdict()`): "
+             f"a method's maps stay similar when all of the interval is at least "
+             f"{SIMILAR_THRESHOLD}.")
     wrong = sorted(named - must - may)
     expect(not wrong, "You named " + ", ".join(
         f"{m} (mean spearman_abs {means[m]:.2f})" for m in wrong)
         + ": its maps change with the labels, so it passes the test.",
-        hint=f"Only methods whose mean spearman_abs is at least {SIMILAR_THRESHOLD} stay "
-             "similar.")
+        hint=f"Only methods whose spearman_abs is at least {SIMILAR_THRESHOLD} across its "
+             "95 % interval stay similar.")
 
 
 @register("ch4_ex4")
@@ -449,12 +450,12 @@ def _check_ex4(answer, result=None, **_):
     named = _method_set(answer, result.methods)
     must_abs, may_abs, abs_means = similar_methods(result, "spearman_abs")
     must_div, may_div, div_means = similar_methods(result, "spearman_diverging")
-    low_div = {m for m, v in div_means.items() if v < SIMILAR_THRESHOLD - SIMILAR_MARGIN}
+    low_div = set(div_means) - must_div - may_div      # the signed maps clearly changed
     must = must_abs & low_div
     may = ((must_abs | may_abs) & (low_div | may_div)) - must
-    rule = (f"Name the methods with mean spearman_abs >= {SIMILAR_THRESHOLD} and mean "
-            f"spearman_diverging < {SIMILAR_THRESHOLD} (toggle abs/diverging in the explorer, "
-            "or read `result.summary()`).")
+    rule = (f"Name the methods whose spearman_abs stays at or above {SIMILAR_THRESHOLD} and "
+            f"whose spearman_diverging falls below it, each across its 95 % interval (toggle "
+            "abs/diverging in the explorer, or read `result.verdict(metric=...)`).")
     missed = sorted(must - named)
     expect(not missed, "You left out " + ", ".join(
         f"{m} (mean spearman_abs {abs_means[m]:.2f}, spearman_diverging {div_means[m]:.2f})"

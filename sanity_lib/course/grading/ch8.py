@@ -15,16 +15,18 @@ exercise     what the answer is
              :func:`sanity_lib.saliency.explain` does not raise
              :class:`~sanity_lib.saliency.UnsupportedModelError`); needs ``model=``
              and ``x=``
-``ch8_ex3``  the methods that fail a cascading test judged at one step: at least
-             :data:`FAIL_THRESHOLD` of the similarity left, on the scale where the
-             noise floor is 0 and identical maps are 1; needs ``result=`` and
-             ``by=`` (a layer name), optionally ``metric=`` (default
-             ``"spearman_abs"``)
+``ch8_ex3``  the methods that fail a cascading test judged at one step by the
+             course's rule (:meth:`~sanity_lib.checks.SanityCheckResult.verdict`):
+             the whole 95 % interval keeps at least :data:`FAIL_THRESHOLD` of the
+             similarity, on the scale where the noise floor is 0 and identical maps
+             are 1; needs ``result=`` and ``by=`` (a layer name), optionally
+             ``metric=`` (default ``"spearman_abs"``)
 ``ch8_ex4``  the numbers of the true statements among :data:`STATEMENTS`
 ===========  ===================================================================
 
-ex3 judges the answer against the result the student computed, with a margin: a method
-within :data:`FAIL_MARGIN` of the threshold may be named or not. No measured number is
+ex3 judges the answer against the result the student computed, by the same rule as the book:
+a method that fails must be named, one that passes must not, and one the rule cannot tell
+(its interval straddles the threshold) may be named or not. No measured number is
 hard-coded. The result is validated first (a cascading model randomization test holding the
 metric), and method names are read through the registry's aliases. A missing or wrong context
 (no model, no result, a step the result does not have) is refused in plain words.
@@ -44,17 +46,18 @@ import warnings
 import torch
 from torch import nn
 
+from sanity_lib.checks.result import PASS_THRESHOLD
+
 from . import CheckFailed, check_result, describe, expect, method_name, register
 
-__all__ = ["MIN_GROUPS", "FAIL_THRESHOLD", "FAIL_MARGIN", "STATEMENTS", "TRUE_STATEMENTS",
+__all__ = ["MIN_GROUPS", "FAIL_THRESHOLD", "STATEMENTS", "TRUE_STATEMENTS",
            "explainable_methods", "failing_methods"]
 
 #: ex1: fewer groups than this make a cascading curve with too few points to read.
 MIN_GROUPS = 4
-#: ex3: a method fails when at least this fraction of its similarity is left.
-FAIL_THRESHOLD = 0.5
-#: ex3: methods within this distance of the threshold are accepted on either side.
-FAIL_MARGIN = 0.05
+#: ex3: a method fails when at least this fraction of its similarity is left (the
+#: course's rule, :data:`sanity_lib.checks.PASS_THRESHOLD`).
+FAIL_THRESHOLD = PASS_THRESHOLD
 
 #: ex4: the statements, numbered from 1, and why each is true or false.
 STATEMENTS = {
@@ -189,21 +192,16 @@ def _check_explainable(answer, model=None, x=None):
 # ----------------------------------------------------------------------------- ex3
 
 def failing_methods(result, by, metric="spearman_abs", threshold=FAIL_THRESHOLD):
-    """``{method: retained}`` at step ``by`` and the set of methods whose retained
-    similarity, ``(mean - floor) / (1 - floor)``, is at least ``threshold``."""
+    """``(verdicts, retained)``: each method's call at step ``by`` by the course's rule
+    (``"fails"``, ``"passes"``, ``"cannot tell"``) and its retained similarity,
+    ``(mean - floor) / (1 - floor)``."""
     layers = list(result.layers)
     if by not in layers[1:]:
         raise ValueError(f"by={by!r} is not a step of this result; choose one of {layers[1:]}")
     if metric not in result.metrics:
         raise ValueError(f"metric={metric!r} is not in this result ({result.metrics})")
-    floor = float(result.noise_floor[metric])
-    t = result.table
-    t = t[(t["layer"] == by) & (t["metric"] == metric)]
-    retained = {}
-    for method in result.methods:
-        mean = float(t.loc[t["method"] == method, "value"].mean())
-        retained[method] = (mean - floor) / (1.0 - floor)
-    return retained, {m for m, r in retained.items() if r >= threshold}
+    table = result.verdict(at=by, metric=metric, threshold=threshold).set_index("method")
+    return table["verdict"].to_dict(), table["retained"].to_dict()
 
 
 @register("ch8_ex3")
@@ -219,15 +217,16 @@ def _check_failing(answer, result=None, by=None, metric="spearman_abs"):
            f"metric={metric!r} is not in your result ({list(result.metrics)}).",
            hint="Leave metric out (spearman_abs) or name one of the result's metrics.")
     given = _method_list(answer)
-    retained, _ = failing_methods(result, by, metric)
+    calls, retained = failing_methods(result, by, metric)
     not_run = sorted(given - set(retained))
     expect(not not_run, f"{not_run} are not in your result.",
            hint=f"Choose among the methods you ran: {list(retained)}.")
-    clear_fail = {m for m, r in retained.items() if r >= FAIL_THRESHOLD + FAIL_MARGIN}
-    clear_pass = {m for m, r in retained.items() if r < FAIL_THRESHOLD - FAIL_MARGIN}
+    clear_fail = {m for m, call in calls.items() if call == "fails"}
+    clear_pass = {m for m, call in calls.items() if call == "passes"}
     wrong = sorted(given & clear_pass)
     expect(not wrong,
-           f"{wrong} changed: less than half of their similarity is left at {by!r} "
+           f"{wrong} changed: less than half of their similarity is left at {by!r}, "
+           f"across the whole 95 % interval "
            f"({', '.join(f'{m} {retained[m]:.2f}' for m in wrong)}), so they pass there.",
            hint="Fail means the maps stayed similar. Rescale the mean similarity: "
                 "(mean - noise floor) / (1 - noise floor), or use sl.checks.verdict.")
@@ -235,7 +234,7 @@ def _check_failing(answer, result=None, by=None, metric="spearman_abs"):
     expect(not missing,
            f"{missing} stayed similar at {by!r} "
            f"({', '.join(f'{m} {retained[m]:.2f}' for m in missing)} of the similarity is "
-           "left), so they fail.",
+           "left, and at least half across the whole 95 % interval), so they fail.",
            hint=f"Judge every method at the step {by!r}, in {metric!r}; don't judge by the "
                 "last step or by eye.")
 

@@ -522,3 +522,146 @@ def test_ex5_rejects_a_low_ranked_method_and_malformed_lists(edge_case):
 def test_unanswered_stub_raises_not_implemented():
     with pytest.raises(NotImplementedError, match="most_edge_like"):
         check("ch1_ex5", sl.grading.Unanswered("most_edge_like"))
+
+
+# ----------------------------------------------------------------------------- ex6: GradCAM
+
+def _gradcam_with_hooks(model, x, layer, *, relu=True, pool="mean", target=None,
+                        score="logit", upsample=dict(mode="bilinear", align_corners=False),
+                        normalize=False, remove=True, keep_channel=True, how="tensor_hook"):
+    """GradCAM by hand (hooks and autograd only); the keywords make the typical mistakes."""
+    import torch.nn.functional as F
+
+    kept = {}
+
+    def forward_hook(module, inputs, out):
+        kept["a"] = out
+        if how == "tensor_hook":
+            out.register_hook(lambda grad: kept.update(g=grad))
+
+    def backward_hook(module, grad_in, grad_out):
+        kept["g"] = grad_out[0]
+
+    handles = [layer.register_forward_hook(forward_hook)]
+    if how == "full_backward_hook":
+        handles.append(layer.register_full_backward_hook(backward_hook))
+    try:
+        xr = x.detach().clone().requires_grad_(how == "full_backward_hook")
+        out = model(xr)
+        c = out.argmax(dim=1) if target is None else torch.full((len(x),), target)
+        rows = torch.arange(len(x))
+        chosen = {"logit": out[rows, c], "softmax": out.softmax(1)[rows, c],
+                  "all": out.sum(1)}[score]
+        if how == "autograd_grad":
+            (kept["g"],) = torch.autograd.grad(chosen.sum(), kept["a"])
+        else:
+            chosen.sum().backward()
+    finally:
+        if remove:
+            for h in handles:
+                h.remove()
+    a, g = kept["a"].detach(), kept["g"].detach()
+    alpha = g.mean(dim=(2, 3), keepdim=True) if pool == "mean" else \
+        g.sum(dim=(2, 3), keepdim=True) if pool == "sum" else g
+    cam = (alpha * a).sum(dim=1, keepdim=True)
+    cam = {True: F.relu(cam), False: cam, "abs": cam.abs()}[relu]
+    if upsample is not None:
+        cam = F.interpolate(cam, size=tuple(x.shape[2:]), **upsample)
+    if normalize:
+        cam = cam / cam.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+    return cam if keep_channel else cam[:, 0]
+
+
+@pytest.mark.parametrize("how", ["tensor_hook", "autograd_grad", "full_backward_hook"])
+def test_ex6_accepts_gradcam_written_with_hooks(how):
+    def my_gradcam(model, x, layer):
+        return _gradcam_with_hooks(model, x, layer, how=how)
+
+    assert "correct" in check("ch1_ex6", my_gradcam)
+
+
+def test_ex6_cases_are_informative():
+    """Every image has a non-zero map, and the layer is smaller than the input: a check on
+    all-zero maps, or on a layer the size of its input, would not see the mistakes."""
+    from sanity_lib.course.grading import ch1
+
+    relu_matters = []
+    for case, model, x, layer in ch1._cam_cases():
+        maps = sl.saliency.explain(model, x, "gradcam", layer=layer)
+        assert bool((maps.flatten(1).amax(dim=1) > 0).all()), case
+        with torch.no_grad():
+            kept = {}
+            h = model.get_submodule(layer).register_forward_hook(
+                lambda m, i, o: kept.update(a=o))
+            model(x)
+            h.remove()
+        assert kept["a"].shape[2:] != x.shape[2:], case
+        negative = _gradcam_with_hooks(model, x, model.get_submodule(layer), relu=False)
+        relu_matters.append(bool((negative < 0).any()))
+    assert any(relu_matters)        # on the MNIST CNN the weighted sum goes below 0
+
+
+WRONG_EX6 = [  # (id, keywords for _gradcam_with_hooks, expected phrase)
+    ("no ReLU", dict(relu=False), "without the ReLU"),
+    ("absolute value", dict(relu="abs"), "absolute value of the weighted sum"),
+    ("no spatial mean", dict(pool="none"), "its own gradient"),
+    ("sum instead of mean", dict(pool="sum"), "the \\*sum\\* of the gradient"),
+    ("nearest upsampling", dict(upsample=dict(mode="nearest")), "nearest neighbours"),
+    ("align_corners=True", dict(upsample=dict(mode="bilinear", align_corners=True)),
+     "align_corners=True"),
+    ("bicubic", dict(upsample=dict(mode="bicubic", align_corners=False)), "bicubically"),
+    ("no upsampling", dict(upsample=None), "upsample the layer's map to the input size"),
+    ("softmax", dict(score="softmax"), "softmax probability"),
+    ("class 0", dict(target=0), "class 0 for every image"),
+    ("all logits", dict(score="all"), "sum of all the logits"),
+    ("normalized", dict(normalize=True), "divided by their maximum"),
+    ("hook left behind", dict(remove=False), "left 1 hook"),
+    ("channel axis dropped", dict(keep_channel=False), "keep the channel axis"),
+]
+
+
+@pytest.mark.parametrize("name, keywords, message", WRONG_EX6, ids=[w[0] for w in WRONG_EX6])
+def test_ex6_rejects_typical_mistakes_saying_which(name, keywords, message):
+    def my_gradcam(model, x, layer):
+        return _gradcam_with_hooks(model, x, layer, **keywords)
+
+    with pytest.raises(CheckFailed, match=message):
+        check("ch1_ex6", my_gradcam)
+    from sanity_lib.course.grading import ch1
+
+    for _, model, _, _ in ch1._cam_cases():   # a failed answer leaves no hook behind
+        assert ch1._hooks(model) == 0
+
+
+@pytest.mark.parametrize("name, answer, message", [
+    ("the library's GradCAM",
+     lambda model, x, layer: sl.saliency.explain(model, x, "gradcam", layer=layer),
+     "calls sanity_lib.saliency.explain\\(\\.\\.\\., 'gradcam'\\)"),
+    ("Captum's LayerGradCam",
+     lambda model, x, layer: __import__("torch").nn.functional.interpolate(
+         __import__("captum").attr.LayerGradCam(model, layer).attribute(
+             x, target=model(x).argmax(1), relu_attributions=True),
+         size=x.shape[2:], mode="bilinear", align_corners=False),
+     "calls captum"),
+    ("made-up maps", lambda model, x, layer: torch.rand(len(x), 1, *x.shape[2:]),
+     "differs from GradCAM's"),
+    ("the input gradient", lambda model, x, layer: _autograd_gradient(model, x).abs().sum(
+        1, keepdim=True), "differs from GradCAM's|negative"),
+    ("None", lambda model, x, layer: None, "should be a torch tensor"),
+    ("raises", lambda model, x, layer: 1 / 0, "raised ZeroDivisionError"),
+    ("wrong signature", lambda model, x: x, "cannot be called as my_gradcam\\(model, x, layer\\)"),
+    ("not a function", "gradcam", "should be your function `my_gradcam` itself"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None)
+def test_ex6_rejects_answers_that_skip_the_work(name, answer, message):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch1_ex6", answer)
+
+
+def test_ex6_refuses_an_answer_that_changes_its_input():
+    def in_place(model, x, layer):
+        out = _gradcam_with_hooks(model, x, layer)
+        x.mul_(0)
+        return out
+
+    with pytest.raises(CheckFailed, match="changed its argument `x` in place"):
+        check("ch1_ex6", in_place)

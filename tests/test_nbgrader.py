@@ -42,7 +42,7 @@ class Chapter:
 
 
 CHAPTERS = [
-    Chapter("ch01_saliency_methods", 5, "ch1_ex1",  # a sign error: the absolute gradient
+    Chapter("ch01_saliency_methods", 6, "ch1_ex1",  # a sign error: the absolute gradient
             correct='x * sl.saliency.explain(model, x, "gradient")',
             wrong='x * sl.saliency.explain(model, x, "gradient").abs()',
             message="You multiplied x by the *absolute* gradient. Keep the gradient's sign"),

@@ -64,3 +64,32 @@ def test_exercise_fails_only_with_not_implemented(path):
 def test_solutions_are_stored_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_the_instructor_guide_gives_each_notebooks_own_time():
+    """The guide's table and each notebook's "Estimated time" line say the same, and every
+    notebook has a measured run time in the guide."""
+    import re
+
+    guide = (ROOT / "book" / "instructor_guide.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(
+        r"^\|[^|]*\|[^|]*\| `(ch\d\d_\w+\.ipynb)` \|([^\n]*)$", guide, flags=re.M)}
+    assert sorted(rows) == [p.name for p in SOLUTIONS]
+    for path in SOLUTIONS:
+        first = nbformat.read(path, as_version=4).cells[0].source
+        minutes = re.search(r"Estimated time[^0-9]*(\d+) minutes", first)
+        assert minutes, f"{path.name} does not state its estimated time"
+        cells = [c.strip() for c in rows[path.name].split("|")]
+        assert f"{minutes.group(1)} min" in cells[0], (path.name, cells[0], minutes.group(1))
+        assert re.fullmatch(r"\d+ s|\d+ min \d+ s", cells[1]), (path.name, cells[1])
+
+
+def test_each_chapter_states_its_notebooks_time():
+    import re
+
+    for path in SOLUTIONS:
+        first = nbformat.read(path, as_version=4).cells[0].source
+        minutes = re.search(r"Estimated time[^0-9]*(\d+) minutes", first).group(1)
+        chapter = (ROOT / "book" / path.with_suffix(".md").name).read_text()
+        stated = re.search(r"(\d+) minutes for the exercise notebook", chapter)
+        assert stated and stated.group(1) == minutes, (path.name, minutes, stated)

@@ -22,6 +22,12 @@ exercise     what the answer is
              seven :data:`EDGE_METHODS`, and ``images=``)
 ``ch1_ex5``  a list of three method names: the methods with the highest edge
              scores (context ``maps=``, ``images=``)
+``ch1_ex6``  a function ``my_gradcam(model, x, layer)``: GradCAM written with hooks,
+             ``relu(sum_k alpha_k A^k)`` at ``layer`` (a submodule) for each image's
+             predicted class, ``alpha_k`` the spatial mean of the logit's gradient,
+             upsampled bilinearly (``align_corners=False``) to N x 1 x H x W; no hook
+             may be left on the model, and the library's and Captum's GradCAM are
+             refused inside it
 ===========  ===================================================================
 
 Function answers are run on fixed inputs and compared with :mod:`sanity_lib.saliency`
@@ -664,3 +670,194 @@ def _check_ex5(answer, maps=None, images=None):
                 f"({ranking[2]}). Measured from your maps: {table}.\nHint: answer from the "
                 "numbers, not from how edge-like the pictures look: that is exactly the "
                 "confirmation bias this chapter warns about.")
+
+
+# ----------------------------------------------------------------------------- ch1_ex6
+
+_USAGE_CAM = "my_gradcam(model, x, layer)"
+_HINT_CAM = ("Keep the layer's output A with a forward hook, and its gradient with "
+             "`A.register_hook(...)` (or `torch.autograd.grad(score, A)`); back-propagate the "
+             "sum of each image's predicted-class logit; alpha = the gradient averaged over "
+             "the h x w positions; map = relu((alpha * A).sum(dim=1, keepdim=True)), then "
+             "F.interpolate(map, size=x.shape[2:], mode='bilinear', align_corners=False). "
+             "Remove the hook before you return.")
+_FORBIDDEN_CAM = dict(task="GradCAM with hooks", methods=["gradcam", "guided_gradcam"],
+                      modules=["captum.attr._core.layer.grad_cam", "sanity_lib.saliency._gradcam"])
+_FORBIDDEN_CAM_HINT = ("Write the hooks yourself: `layer.register_forward_hook(...)` and "
+                       "`torch.autograd.grad`; do not ask the library or Captum for 'gradcam'.")
+
+
+class _CamNet(nn.Module):
+    """A seeded RGB CNN whose explained layer (``act``) is smaller than its non-square input,
+    after batch norm: the upsampling and the channel weights both matter."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.act1 = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(8, 12, 3, padding=1)
+        self.bn = nn.BatchNorm2d(12)
+        self.act = nn.ReLU()
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5))
+
+    def forward(self, x):
+        return self.head(self.act(self.bn(self.conv2(self.pool(self.act1(self.conv1(x)))))))
+
+
+@functools.lru_cache(maxsize=1)
+def _cam_cases():
+    """(name, model, x, layer name): the MNIST CNN at act2 (14 x 14 for 28 x 28 digits) and a
+    small RGB net at a 10 x 12 layer for 20 x 24 crops of photos."""
+    from sanity_lib import data, models
+
+    digits, _ = data.load_mnist("test")
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        net = _CamNet()
+        with torch.no_grad():     # batch-norm statistics that are not the identity
+            net.bn.running_mean.uniform_(-0.5, 0.5)
+            net.bn.running_var.uniform_(0.5, 2.0)
+    photos = data.sample_images(32, names=["chelsea", "coffee", "rocket"])[:, :, 4:24, 2:26]
+    return (("the MNIST CNN (freshly initialized, seed 0) at layer act2, on 6 test digits",
+             models.mnist_cnn(seed=0).eval(), digits[:6], "act2"),
+            ("a small RGB CNN at its layer act (10 x 12), on 3 photos cropped to 20 x 24",
+             net.eval(), photos * 2 - 1, "act"))
+
+
+def _layer_and_grad(model, layer, x, score):
+    """The layer's output A and dscore/dA, by the check's own hook (outside the student's
+    call). ``score(logits)`` gives one number per image."""
+    kept = {}
+    handle = layer.register_forward_hook(lambda module, inputs, out: kept.update(a=out))
+    try:
+        with torch.enable_grad():
+            logits = model(x.detach())
+            (grad,) = torch.autograd.grad(score(logits).sum(), kept["a"])
+    finally:
+        handle.remove()
+    return kept["a"].detach(), grad.detach()
+
+
+def _cam(a, g, size, *, relu=True, pool="mean", mode="bilinear", align=False):
+    import torch.nn.functional as F
+
+    alpha = {"mean": g.mean(dim=(2, 3), keepdim=True), "sum": g.sum(dim=(2, 3), keepdim=True),
+             "none": g}[pool]
+    cam = (alpha * a).sum(dim=1, keepdim=True)
+    cam = cam.abs() if relu == "abs" else F.relu(cam) if relu else cam
+    if mode == "nearest":
+        return F.interpolate(cam, size=size, mode="nearest")
+    return F.interpolate(cam, size=size, mode=mode, align_corners=align)
+
+
+def _cam_mistakes(model, layer, x):
+    """(wrong maps, message) for the typical mistakes, computed on the check's inputs."""
+    size = tuple(x.shape[2:])
+    c = _predicted(model, x)
+    rows = torch.arange(len(x))
+    a, g = _layer_and_grad(model, layer, x, lambda out: out[rows, c])
+    _, g_prob = _layer_and_grad(model, layer, x, lambda out: out.softmax(1)[rows, c])
+    _, g_zero = _layer_and_grad(model, layer, x, lambda out: out[:, 0])
+    _, g_all = _layer_and_grad(model, layer, x, lambda out: out.sum(1))
+    right = _cam(a, g, size)
+    peak = right.flatten(1).amax(dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
+    return [
+        (_cam(a, g, size, relu=False), "Your map is the weighted channel sum without the ReLU. "
+         "GradCAM keeps only the positive evidence for the class: relu(sum_k alpha_k A^k)."),
+        (_cam(a, g, size, relu="abs"),
+         "You took the absolute value of the weighted sum. GradCAM clips the negative part "
+         "to zero (ReLU); it does not flip it."),
+        (_cam(a, g, size, pool="none"), "You weighted every activation by its own gradient "
+         "(relu(sum_k dS/dA^k * A^k) position by position). GradCAM first averages the "
+         "gradient over the h x w positions: one weight alpha_k per channel."),
+        (_cam(a, g, size, pool="sum"), "Your channel weights are the *sum* of the gradient over "
+         "the positions, h x w times too large. alpha_k is the spatial *mean*."),
+        (_cam(a, g, size, mode="nearest"), "You upsampled with nearest neighbours. The "
+         "exercise (and the library) upsample bilinearly, align_corners=False."),
+        (_cam(a, g, size, align=True), "You upsampled with align_corners=True. Use "
+         "F.interpolate(..., mode='bilinear', align_corners=False), as the library does."),
+        (_cam(a, g, size, mode="bicubic"), "You upsampled bicubically. Use mode='bilinear' "
+         "(bicubic can overshoot below zero)."),
+        (_cam(a, g_prob, size), "You back-propagated the softmax probability. GradCAM uses "
+         "the class score before the softmax: the logit."),
+        (_cam(a, g_zero, size), "You explained class 0 for every image. Explain each image's "
+         "predicted class: `model(x).argmax(dim=1)`."),
+        (_cam(a, g_all, size), "You back-propagated the sum of all the logits. Pick each "
+         "image's predicted-class logit: `out[torch.arange(len(x)), predicted].sum()`."),
+        (right / peak, "Your maps are the right ones divided by their maximum. Return them "
+         "unnormalized: the comparisons normalize maps themselves."),
+    ]
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def _hook_ids(model):
+    """Every hook registered on the model's modules: {(module, kind): set of handle ids}."""
+    return {(m, kind): set(getattr(m, kind, {})) for m in model.modules() for kind in _HOOK_DICTS}
+
+
+def _hooks(model) -> int:
+    return sum(len(ids) for ids in _hook_ids(model).values())
+
+
+def _remove_new_hooks(model, before) -> int:
+    """Remove the hooks registered since ``before`` (:func:`_hook_ids`); return how many."""
+    removed = 0
+    for (module, kind), ids in _hook_ids(model).items():
+        for key in ids - before[(module, kind)]:
+            del getattr(module, kind)[key]
+            removed += 1
+    return removed
+
+
+@register("ch1_ex6")
+def _check_ex6(answer):
+    from sanity_lib.saliency import explain
+
+    _expect_function(answer, "my_gradcam", "ch1_ex6")
+    for case, model, x, layer_name in _cam_cases():
+        layer = model.get_submodule(layer_name)
+        before = _hook_ids(model)
+        try:
+            with forbid_calls(**_FORBIDDEN_CAM, hint=_FORBIDDEN_CAM_HINT):
+                raw = call_student(answer, model, x.clone(), layer, name="my_gradcam",
+                                   usage=_USAGE_CAM, on=f"on {case}")
+        finally:
+            left = _remove_new_hooks(model, before)   # the check's models stay clean
+        if left:
+            raise CheckFailed(
+                f"On {case} your function left {left} hook(s) registered on the model. "
+                "Every later forward pass would run them again (and keep tensors alive).\n"
+                "Hint: keep the handle, `h = layer.register_forward_hook(...)`, and call "
+                "`h.remove()` before returning (a try/finally is safest).")
+        out = _as_tensor(raw, "What `my_gradcam` returns")
+        reference = explain(model, x, "gradcam", layer=layer_name).double()
+        n, _, height, width = x.shape
+        if out.dim() == 4 and out.shape[0] == n and out.shape[1] == 1 and \
+                out.shape[2:] != x.shape[2:]:
+            raise CheckFailed(
+                f"On {case} your maps are {tuple(out.shape[2:])}, the input {height} x "
+                f"{width}: upsample the layer's map to the input size.\nHint: {_HINT_CAM}")
+        if out.dim() == 3 and out.shape == (n, height, width):
+            raise CheckFailed(
+                f"On {case} your maps have shape {tuple(out.shape)}; the exercise asks for "
+                f"N x 1 x H x W = {tuple(reference.shape)}.\nHint: keep the channel axis, "
+                "`.sum(dim=1, keepdim=True)`.")
+        expect(out.shape == reference.shape,
+               f"On {case} your maps have shape {tuple(out.shape)}; expected "
+               f"{tuple(reference.shape)} (N x 1 x H x W).", hint=_HINT_CAM)
+        if _close(out, reference, rtol=1e-4):
+            continue
+        for wrong, message in _cam_mistakes(model, layer, x):
+            wrong = wrong.double()
+            if not _close(wrong, reference, rtol=1e-3) and _close(out, wrong, rtol=1e-3):
+                raise CheckFailed(f"On {case}: {message}\nHint: {_HINT_CAM}")
+        if bool((out < -1e-6).any()):
+            raise CheckFailed(f"On {case} your map has negative values; a GradCAM map is a "
+                              f"ReLU's output.\nHint: {_HINT_CAM}")
+        worst = int(_rel_err(out, reference).argmax())
+        raise CheckFailed(
+            f"On {case} your map of image {worst} differs from GradCAM's by "
+            f"{_rel_err(out, reference)[worst]:.2g} (relative L2 error).\nHint: {_HINT_CAM}")

@@ -81,7 +81,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
-from sanity_lib._validation import check_choice
+from sanity_lib._validation import check_choice, check_flag
 
 __all__ = [
     "INIT_SCHEMES", "DEFAULT_INIT", "ORDERS", "BATCHNORM_POLICIES", "TRUNCATED_NORMAL_STD_FACTOR",
@@ -339,8 +339,7 @@ def add_gaussian_noise(module: nn.Module, std: float, *, relative: bool = False,
     """
     _check_model(module)
     std = _check_std(std)
-    if not isinstance(relative, bool):
-        raise TypeError(f"relative must be True or False, got {relative!r}")
+    relative = check_flag("relative", relative)
     seed = _check_seed(seed)
     with torch.no_grad():
         for qualname, m in _units(module, prefix):
@@ -549,8 +548,7 @@ def gaussian_noise(model: nn.Module, std: float, *, relative: bool = False, seed
     """
     _check_model(model)
     std = _check_std(std)
-    if not isinstance(relative, bool):
-        raise TypeError(f"relative must be True or False, got {relative!r}")
+    relative = check_flag("relative", relative)
     seed = _check_seed(seed)
     plan = _resolve_groups(model, groups, order)
 

@@ -672,8 +672,7 @@ def train_cached(model, images, labels, *, name, cache=True, progress=False, **s
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty string (a label for this training run), "
                         f"got {name!r}")
-    if not isinstance(cache, bool):
-        raise TypeError(f"cache must be True or False, got {cache!r}")
+    check_flag("cache", cache)
     if "epochs" not in settings:
         raise TypeError("train_cached needs epochs=, the number of passes over the data "
                         "(and any other setting of sanity_lib.training.train)")

@@ -9,7 +9,7 @@ from torch import nn
 
 from . import _methods  # noqa: F401  (fills the registry)
 from ._registry import REGISTRY, closest_names
-from sanity_lib._validation import check_int, check_real
+from sanity_lib._validation import check_flag, check_int, check_real
 
 __all__ = ["METHODS", "DEFAULT_SETTINGS", "INTEGRATION_RULES", "resolve_method", "check_settings"]
 
@@ -63,9 +63,7 @@ def _check_value(method, name, value):
     if name == "batch_size":
         return check_int(name, value, minimum=1)
     if name == "progress":
-        if not isinstance(value, bool):
-            raise TypeError(f"progress must be True or False, got {value!r}")
-        return value
+        return check_flag("progress", value)
     if name == "n_steps":
         return check_int(name, value, minimum=1)
     if name == "n_samples":

@@ -63,6 +63,8 @@ import torch
 from numpy.typing import ArrayLike
 from torch import nn
 
+from sanity_lib._validation import check_flag
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -295,8 +297,7 @@ def noise_sweep(model: nn.Module, x: torch.Tensor,
         raise ValueError(f"noise_sweep sets {taken} itself; pass stds=, seeds= and relative= "
                          "instead")
     stds, seeds = _check_stds(stds), _check_seeds(seeds)
-    if not isinstance(relative, bool):
-        raise TypeError(f"relative must be True or False, got {relative!r}")
+    check_flag("relative", relative)
     results, tables = {}, []
     pairs = [(s, seed) for s in stds for seed in seeds]
     for s, seed in tqdm(pairs, desc="noise sweep", disable=not progress, leave=False):

@@ -389,11 +389,14 @@ def _subset_indices(n_total: int, n_train: int | None) -> torch.Tensor:
     return order[:n_train].sort().values
 
 
-def _resolve(arch: str, labels: str, **overrides) -> dict:
-    """The recipe for (arch, labels) with the given non-None settings replacing its own."""
+def _resolve(arch: str, labels: str, recipe: str | None = None, **overrides) -> dict:
+    """The recipe of (arch, recipe or labels), with the given non-None settings replacing
+    its own."""
     check_choice("arch", arch, ARCHS)
     check_choice("labels", labels, LABELS)
-    recipe = dict(RECIPES[(arch, labels)])
+    if recipe is not None:
+        check_choice("recipe", recipe, LABELS)
+    recipe = dict(RECIPES[(arch, recipe or labels)])
     recipe.update({k: v for k, v in overrides.items() if v is not None})
     check_int("epochs", recipe["epochs"], minimum=1)
     check_int("batch_size", recipe["batch_size"], minimum=1)
@@ -413,14 +416,14 @@ def _resolve(arch: str, labels: str, **overrides) -> dict:
     return recipe
 
 
-def mnist_training_data(arch: str = "cnn", labels: str = "true", *,
+def mnist_training_data(arch: str = "cnn", labels: str = "true", *, recipe: str | None = None,
                         n_train: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The embedded MNIST training images and their *true* labels, exactly as
     :func:`trained_mnist_model` trains the given configuration on them.
 
     With ``labels="random"`` the default recipe uses a fixed subset of the training split
     (see :func:`trained_mnist_model`); the labels the model memorised are
-    ``history.training_labels(labels)``.
+    ``history.training_labels(labels)``. ``recipe`` is :func:`trained_mnist_model`'s.
 
     Examples
     --------
@@ -430,7 +433,7 @@ def mnist_training_data(arch: str = "cnn", labels: str = "true", *,
     """
     from sanity_lib.data import load_mnist
 
-    recipe = _resolve(arch, labels, n_train=n_train)
+    recipe = _resolve(arch, labels, recipe, n_train=n_train)
     images, targets = load_mnist("train")
     if recipe["n_train"] is not None and recipe["n_train"] > len(targets):
         raise ValueError(f"n_train={recipe['n_train']} is more than the {len(targets)} "
@@ -469,7 +472,8 @@ def trained_mnist_model(arch: str = "cnn", labels: str = "true", *, activation: 
                         schedule: str | None = None, augment: str | None = None,
                         label_smoothing: float | None = None,
                         target_accuracy: float | None = None,
-                        n_train: int | None = None) -> tuple[nn.Module, TrainingHistory]:
+                        n_train: int | None = None,
+                        recipe: str | None = None) -> tuple[nn.Module, TrainingHistory]:
     """The paper's MNIST CNN or MLP, trained on the embedded MNIST training split.
 
     The first call trains the model (seconds to a minute on a laptop CPU) and saves the
@@ -500,6 +504,12 @@ def trained_mnist_model(arch: str = "cnn", labels: str = "true", *, activation: 
     n_train : int, optional
         Train on this many images of a fixed random subset of the training split (see
         Notes); None keeps the recipe's choice.
+    recipe : {"true", "random"}, optional
+        Whose recipe in :data:`RECIPES` to start from; None (the default) takes ``labels``'
+        own. ``labels="true", recipe="random"`` is the data randomization test's
+        *same-recipe control*: true labels, trained exactly like the random-label network
+        (the same 1,000 digits, batch size, learning rate, no augmentation or smoothing, and
+        the same stopping rule), so that it differs from that network only in its labels.
     cache : bool
         False always trains and neither reads nor writes the cache.
     progress : bool
@@ -554,7 +564,7 @@ def trained_mnist_model(arch: str = "cnn", labels: str = "true", *, activation: 
 
     check_flag("cache", cache)
     check_flag("progress", progress)
-    recipe = _resolve(arch, labels, epochs=epochs, batch_size=batch_size, lr=lr,
+    recipe = _resolve(arch, labels, recipe, epochs=epochs, batch_size=batch_size, lr=lr,
                       optimizer=optimizer, schedule=schedule, augment=augment,
                       label_smoothing=label_smoothing, target_accuracy=target_accuracy,
                       n_train=n_train)

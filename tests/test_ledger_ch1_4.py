@@ -262,7 +262,13 @@ def test_ch4_memorization(changes, verdict):
 
 def test_ch4_gradient_family():
     unchanged = dict(cnn_gradient_abs=0.9, cnn_smoothgrad_abs=0.9, cnn_gradcam_abs=0.8)
-    assert ch4.gradient_family_changes(ch4_measured(**unchanged)).verdict == "differs"
+    control = {f"{key}_control": value for key, value in unchanged.items()}
+    assert ch4.gradient_family_changes(ch4_measured(**unchanged, **control)).verdict == \
+        "differs"
+    # the maps change against the book's true-label network only: the recipe, not the
+    # labels, changed them, so the claim is not confirmed
+    assert ch4.gradient_family_changes(ch4_measured(**control)).verdict == "partly"
+    assert "same-recipe control" in ch4.gradient_family_changes(ch4_measured()).measured
     m = ch4_measured(cnn_gradient_abs_ci=(0.4, 0.6))              # straddles 0.5
     assert ch4.gradient_family_changes(m).verdict == "partly"
 

@@ -244,12 +244,35 @@ def test_train_rejects_mismatched_data(mnist_small):
     (dict(activation="sigmoid"), "activation='sigmoid'.*relu"),
     (dict(n_train=0), "n_train"),
     (dict(n_train=10**6), "n_train=1000000 is more than"),
+    (dict(recipe="shuffled"), "recipe='shuffled'.*'true', 'random'"),
 ])
 def test_trained_mnist_model_rejects_bad_arguments(kwargs, match, tmp_path, monkeypatch):
     monkeypatch.setenv("SANITY_LIB_CACHE", str(tmp_path))
     monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("must not train"))
     with pytest.raises(ValueError, match=match):
         trained_mnist_model(progress=False, **kwargs)
+
+
+def test_same_recipe_control_trains_like_the_random_label_network(tmp_path, monkeypatch):
+    """labels="true", recipe="random": the random-label network's digits and every setting,
+    only the labels true (the data randomization test's control that changes one thing)."""
+    monkeypatch.setenv("SANITY_LIB_CACHE", str(tmp_path))
+    seen = {}
+
+    def fake_train(model, images, labels, **settings):
+        seen.update(settings, images=images, labels=labels)
+        return TrainingHistory(train_loss=[1.0], train_accuracy=[0.5])
+
+    monkeypatch.setattr(training, "train", fake_train)
+    trained_mnist_model("cnn", "true", recipe="random", progress=False, cache=False)
+    recipe = training.RECIPES[("cnn", "random")]
+    for key in ("epochs", "batch_size", "lr", "optimizer", "schedule", "augment",
+                "label_smoothing", "target_accuracy"):
+        assert seen[key] == recipe[key], key
+    assert seen["permute_labels"] is False
+    images, labels = training.mnist_training_data("cnn", "random")
+    assert torch.equal(seen["images"], images) and torch.equal(seen["labels"], labels)
+    assert torch.equal(training.mnist_training_data("cnn", "true", recipe="random")[0], images)
 
 
 # ---------------------------------------------------------------- the recipes' targets

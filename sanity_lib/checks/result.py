@@ -28,6 +28,8 @@ PASS_THRESHOLD = 0.5
 VERDICTS = ("passes", "fails", "cannot tell")
 #: The nulls a similarity is read against (:meth:`SanityCheckResult.null_level`).
 NULL_KINDS = ("noise_floor", "mismatched", "input_only")
+#: How many image offsets the mismatched-image null averages over at most (see null_level).
+MISMATCHED_SHIFTS = 16
 
 
 
@@ -168,24 +170,28 @@ class SanityCheckResult:
         return out
 
     # -- queries: the numbers the book and the graders ask for
-    def step_index(self, step) -> int:
+    def step_index(self, step, *, name: str = "step", first: int = 0) -> int:
         """A step given as its number (0 = original) or its layer name, as a number.
+
+        ``name`` is the argument's name in the error message (a caller's ``by=`` or
+        ``at=``); ``first=1`` refuses the original model, step 0.
 
         Examples
         --------
         >>> result.step_index("fc1")        # doctest: +SKIP
         2
         """
+        steps = self.layers[first:]
         if isinstance(step, str):
-            if step not in self.layers:
-                raise ValueError(f"step={step!r} is not a step of this result; its steps are "
-                                 f"{self.layers} (or their numbers 0..{self.n_steps})")
+            if step not in steps:
+                raise ValueError(f"{name}={step!r} is not a step of this result; its steps "
+                                 f"are {steps} (or their numbers {first}..{self.n_steps})")
             return self.layers.index(step)
         if isinstance(step, numbers.Integral) and not isinstance(step, bool) \
-                and 0 <= step <= self.n_steps:
+                and first <= step <= self.n_steps:
             return int(step)
-        raise ValueError(f"step must be a layer name of {self.layers} or a step number "
-                         f"0..{self.n_steps}, got {step!r}")
+        raise ValueError(f"{name} must be a layer name of {steps} or a step number "
+                         f"{first}..{self.n_steps}, got {step!r}")
 
     def _check_query(self, method, metric):
         """The result's own name for ``method`` (a label or an alias such as "Guided Backprop"
@@ -312,9 +318,11 @@ class SanityCheckResult:
         kind : {"noise_floor", "mismatched", "input_only"}
             ``"noise_floor"``: two independent Gaussian random maps (the paper's
             calibration). ``"mismatched"``: the original map of image i against the
-            original map of image i + 1 (the right null for spatially smooth maps such as
-            GradCAM's, whose blobs resemble each other whatever the image); needs the maps
-            and at least two images, and ``method``. ``"input_only"``: what the input alone
+            original map of another image j, averaged over all pairs for up to
+            ``MISMATCHED_SHIFTS + 1`` images and over that many evenly spread offsets
+            j - i for more (the right null for spatially smooth maps such as GradCAM's,
+            whose blobs resemble each other whatever the image); needs the maps and at
+            least two images, and ``method``. ``"input_only"``: what the input alone
             gives, ``x * u`` against ``x * v`` for independent standard normal ``u`` and
             ``v`` (seeded) on each of the result's inputs: the level that gradient x input
             and Integrated Gradients reach whatever the weights, because both maps are the
@@ -347,13 +355,19 @@ class SanityCheckResult:
             raise ValueError("kind='mismatched' needs the maps; rerun the test with "
                              "keep_maps=True")
         original = self.maps[method][0]
-        if original.shape[0] < 2:
+        n = original.shape[0]
+        if n < 2:
             raise ValueError("kind='mismatched' needs at least two images")
         from sanity_lib import similarity
 
         options = dict(self.settings.get("compare_options") or {})
-        scores = similarity.compare(original, original.roll(1, dims=0), [metric], **options)
-        return float(np.nanmean(scores[metric].numpy()))
+        # Pair each map with the maps `shift` images further on. Every shift for a few
+        # images (all ordered pairs); evenly spread shifts for many, so that inputs sorted
+        # by class are not only paired with a neighbour of the same class.
+        shifts = np.unique(np.linspace(1, n - 1, min(n - 1, MISMATCHED_SHIFTS)).round())
+        scores = [similarity.compare(original, original.roll(int(k), dims=0), [metric],
+                                     **options)[metric].numpy() for k in shifts]
+        return float(np.nanmean(np.concatenate(scores)))
 
     def _input_only_level(self, metric: str) -> float:
         if self.inputs is None:

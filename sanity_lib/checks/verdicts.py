@@ -14,7 +14,6 @@ on the step you judge at. The book's chapter 8 discusses each of these.
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -36,25 +35,10 @@ __all__ = ["verdict", "VERDICTS", "DEFAULT_THRESHOLD"]
 DEFAULT_THRESHOLD = PASS_THRESHOLD
 
 
-def _judged_step(result, by) -> int:
-    """The step number ``by`` names, with an error that names ``by``."""
-    layers = list(result.layers)
-    if isinstance(by, str):
-        if by not in layers[1:]:
-            raise ValueError(f"by={by!r} is not a step of this result; choose one of "
-                             f"{layers[1:]} (or a step number 1..{len(layers) - 1})")
-        return layers.index(by)
-    if isinstance(by, numbers.Integral) and not isinstance(by, bool) and \
-            1 <= by <= len(layers) - 1:
-        return int(by)
-    raise ValueError(f"by must be a layer name or a step number 1..{len(layers) - 1}, "
-                     f"got {by!r}")
-
-
 def _one_verdict(result, metric, by, threshold, null, level) -> pd.DataFrame:
     if metric not in result.metrics:
         raise ValueError(f"metric={metric!r} is not in this result; it has {result.metrics}")
-    step = _judged_step(result, by)
+    step = result.step_index(by, name="by", first=1)
     table = result.verdict(at=step, metric=metric, threshold=threshold, null=null,
                            level=level)
     below, last = [], []

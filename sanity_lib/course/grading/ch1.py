@@ -53,6 +53,7 @@ from torch import nn
 
 from . import (CheckFailed, as_array, call_student, describe, expect, forbid_calls,
                method_name, register)
+from sanity_lib.saliency._shared import _cam as _library_cam
 
 __all__ = []  # the checks are reached through sanity_lib.course.grading.check
 
@@ -739,7 +740,9 @@ def _layer_and_grad(model, layer, x, score):
     return kept["a"].detach(), grad.detach()
 
 
-def _cam(a, g, size, *, relu=True, pool="mean", mode="bilinear", align=False):
+def _wrong_cam(a, g, size, *, relu=True, pool="mean", mode="bilinear", align=False):
+    """GradCAM with one step done another way, for the catalogue of mistakes (the right map
+    is the library's, :func:`sanity_lib.saliency._shared._cam`)."""
     import torch.nn.functional as F
 
     alpha = {"mean": g.mean(dim=(2, 3), keepdim=True), "sum": g.sum(dim=(2, 3), keepdim=True),
@@ -760,30 +763,30 @@ def _cam_mistakes(model, layer, x):
     _, g_prob = _layer_and_grad(model, layer, x, lambda out: out.softmax(1)[rows, c])
     _, g_zero = _layer_and_grad(model, layer, x, lambda out: out[:, 0])
     _, g_all = _layer_and_grad(model, layer, x, lambda out: out.sum(1))
-    right = _cam(a, g, size)
+    right = _library_cam(a, g, size)
     peak = right.flatten(1).amax(dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
     return [
-        (_cam(a, g, size, relu=False), "Your map is the weighted channel sum without the ReLU. "
+        (_wrong_cam(a, g, size, relu=False), "Your map is the weighted channel sum without the ReLU. "
          "GradCAM keeps only the positive evidence for the class: relu(sum_k alpha_k A^k)."),
-        (_cam(a, g, size, relu="abs"),
+        (_wrong_cam(a, g, size, relu="abs"),
          "You took the absolute value of the weighted sum. GradCAM clips the negative part "
          "to zero (ReLU); it does not flip it."),
-        (_cam(a, g, size, pool="none"), "You weighted every activation by its own gradient "
+        (_wrong_cam(a, g, size, pool="none"), "You weighted every activation by its own gradient "
          "(relu(sum_k dS/dA^k * A^k) position by position). GradCAM first averages the "
          "gradient over the h x w positions: one weight alpha_k per channel."),
-        (_cam(a, g, size, pool="sum"), "Your channel weights are the *sum* of the gradient over "
+        (_wrong_cam(a, g, size, pool="sum"), "Your channel weights are the *sum* of the gradient over "
          "the positions, h x w times too large. alpha_k is the spatial *mean*."),
-        (_cam(a, g, size, mode="nearest"), "You upsampled with nearest neighbours. The "
+        (_wrong_cam(a, g, size, mode="nearest"), "You upsampled with nearest neighbours. The "
          "exercise (and the library) upsample bilinearly, align_corners=False."),
-        (_cam(a, g, size, align=True), "You upsampled with align_corners=True. Use "
+        (_wrong_cam(a, g, size, align=True), "You upsampled with align_corners=True. Use "
          "F.interpolate(..., mode='bilinear', align_corners=False), as the library does."),
-        (_cam(a, g, size, mode="bicubic"), "You upsampled bicubically. Use mode='bilinear' "
+        (_wrong_cam(a, g, size, mode="bicubic"), "You upsampled bicubically. Use mode='bilinear' "
          "(bicubic can overshoot below zero)."),
-        (_cam(a, g_prob, size), "You back-propagated the softmax probability. GradCAM uses "
+        (_wrong_cam(a, g_prob, size), "You back-propagated the softmax probability. GradCAM uses "
          "the class score before the softmax: the logit."),
-        (_cam(a, g_zero, size), "You explained class 0 for every image. Explain each image's "
+        (_wrong_cam(a, g_zero, size), "You explained class 0 for every image. Explain each image's "
          "predicted class: `model(x).argmax(dim=1)`."),
-        (_cam(a, g_all, size), "You back-propagated the sum of all the logits. Pick each "
+        (_wrong_cam(a, g_all, size), "You back-propagated the sum of all the logits. Pick each "
          "image's predicted-class logit: `out[torch.arange(len(x)), predicted].sum()`."),
         (right / peak, "Your maps are the right ones divided by their maximum. Return them "
          "unnormalized: the comparisons normalize maps themselves."),

@@ -195,9 +195,7 @@ def failing_methods(result, by, metric="spearman_abs", threshold=FAIL_THRESHOLD)
     """``(verdicts, retained)``: each method's call at step ``by`` by the course's rule
     (``"fails"``, ``"passes"``, ``"cannot tell"``) and its retained similarity,
     ``(mean - floor) / (1 - floor)``."""
-    layers = list(result.layers)
-    if by not in layers[1:]:
-        raise ValueError(f"by={by!r} is not a step of this result; choose one of {layers[1:]}")
+    result.step_index(by, name="by", first=1)
     if metric not in result.metrics:
         raise ValueError(f"metric={metric!r} is not in this result ({result.metrics})")
     table = result.verdict(at=by, metric=metric, threshold=threshold).set_index("method")

@@ -70,6 +70,13 @@ decides what happens to them:
   freshly constructed state, running mean 0, variance 1, count 0, weight 1, bias 0,
   whatever ``init`` says. In eval mode such a layer then passes its input on almost
   unchanged (divided by ``sqrt(1 + eps)``).
+
+Both can leave a deep randomized network *collapsed*, its output nearly the same for every
+input: random weights scale activations differently from trained ones, so the kept
+statistics no longer normalize them, and EfficientNet-Lite0's ReLU6 saturates (chapter 5).
+:func:`recalibrate_batchnorm` re-estimates the statistics of the randomized network on
+inputs, which keeps it input-dependent; ``model_randomization_test(...,
+batchnorm="recalibrate")`` does that after every step, on the inputs it explains.
 """
 from __future__ import annotations
 
@@ -87,7 +94,7 @@ __all__ = [
     "INIT_SCHEMES", "DEFAULT_INIT", "ORDERS", "BATCHNORM_POLICIES", "TRUNCATED_NORMAL_STD_FACTOR",
     "init_schemes", "randomization_order",
     "cascading", "independent", "gaussian_noise",
-    "randomize_module", "add_gaussian_noise",
+    "randomize_module", "add_gaussian_noise", "recalibrate_batchnorm",
 ]
 
 _INIT_DESCRIPTIONS = {
@@ -556,3 +563,50 @@ def gaussian_noise(model: nn.Module, std: float, *, relative: bool = False, seed
         _noise_unit(module, qualname, std, relative, seed)
 
     return _cascade(model, plan, step)
+
+
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Re-estimate the running statistics of every batch-norm layer on ``x``, in place.
+
+    Each layer that tracks running statistics forgets them and takes the mean and variance
+    of its own input over ``x`` (one forward pass in train mode with a cumulative average).
+    Weights, biases and the layers' affine parameters are untouched, and the model is
+    returned in eval mode. Use it on a randomized network whose kept statistics (trained
+    for other weights) would collapse its output.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    x : torch.Tensor
+        A batch of inputs, as the model takes them (at least two).
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself, in eval mode.
+
+    Examples
+    --------
+    >>> bn = nn.BatchNorm1d(2)
+    >>> _ = recalibrate_batchnorm(bn, torch.tensor([[1.0, 10.0], [3.0, 30.0]]))
+    >>> bn.running_mean.tolist(), bn.training
+    ([2.0, 20.0], False)
+    """
+    _check_model(model)
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] < 2:
+        raise ValueError("x must be a batch of at least two inputs to estimate batch-norm "
+                         f"statistics from, got {getattr(x, 'shape', type(x).__name__)}")
+    layers = [m for m in model.modules() if _has_running_stats(m)]
+    saved = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: one pass gives the statistics of x
+    model.train()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for m, momentum in zip(layers, saved):
+            m.momentum = momentum
+        model.eval()
+    return model

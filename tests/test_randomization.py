@@ -478,3 +478,50 @@ def test_the_default_scheme_is_the_papers_truncated_normal_everywhere(cnn):
     pytorch = [m.state_dict() for _, m in R.cascading(cnn, init="default")]
     assert all(torch.equal(a[k], b[k]) for a, b in zip(default, explicit) for k in a)
     assert not torch.equal(default[0]["logits.weight"], pytorch[0]["logits.weight"])
+
+
+# ------------------------------------------------------------- batch-norm recalibration
+
+def test_recalibrate_batchnorm_takes_the_statistics_of_the_inputs(bn_model):
+    """Each layer's running mean and variance become those of its own input over x,
+    computed here by hand from the layers before it; nothing else changes."""
+    model = copy.deepcopy(bn_model)
+    params = {k: v.clone() for k, v in model.named_parameters()}
+    momenta = [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    x = torch.randn(10, 3, 6, 6, generator=torch.Generator().manual_seed(3))
+    assert R.recalibrate_batchnorm(model, x) is model and not model.training
+    with torch.no_grad():
+        z1 = model.block1[0](x)                      # the first batch norm's input
+        # the second's: in the calibrating pass the first normalizes by its batch statistics
+        bn1 = model.block1[1]
+        normalized = (z1 - z1.mean(dim=(0, 2, 3), keepdim=True)) / torch.sqrt(
+            z1.var(dim=(0, 2, 3), unbiased=False, keepdim=True) + bn1.eps)
+        after1 = torch.relu(normalized * bn1.weight.view(1, -1, 1, 1)
+                            + bn1.bias.view(1, -1, 1, 1))
+        z2 = model.block2[0](after1)
+    for bn, z in ((model.block1[1], z1), (model.block2[1], z2)):
+        torch.testing.assert_close(bn.running_mean, z.mean(dim=(0, 2, 3)))
+        torch.testing.assert_close(bn.running_var, z.var(dim=(0, 2, 3), unbiased=True))
+    for k, v in model.named_parameters():
+        assert torch.equal(v, params[k]), k
+    assert [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)] == momenta
+    with pytest.raises(ValueError, match="at least two inputs"):
+        R.recalibrate_batchnorm(model, x[:1])
+
+
+def test_recalibrate_in_the_test_matches_doing_it_by_hand(bn_model):
+    """model_randomization_test(batchnorm="recalibrate") explains each randomized copy after
+    re-estimating its statistics on the explained inputs, and differs from "keep"."""
+    import sanity_lib as sl
+
+    x = 3 * torch.randn(6, 3, 6, 6, generator=torch.Generator().manual_seed(4)) + 2
+    result = sl.model_randomization_test(bn_model, x, ["gradient"], mode="independent",
+                                         batchnorm="recalibrate", progress=False)
+    kept = sl.model_randomization_test(bn_model, x, ["gradient"], mode="independent",
+                                       progress=False)
+    for k, (name, randomized) in enumerate(R.independent(bn_model), start=1):
+        by_hand = sl.saliency.explain(R.recalibrate_batchnorm(randomized, x), x, "gradient",
+                                      target=result.targets[k])
+        torch.testing.assert_close(result.maps["gradient"][k], by_hand)
+    assert not torch.allclose(result.maps["gradient"][1], kept.maps["gradient"][1])
+    assert result.settings["batchnorm"] == "recalibrate"

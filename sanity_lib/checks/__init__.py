@@ -163,9 +163,11 @@ def model_randomization_test(model: nn.Module, x: torch.Tensor,
         Re-initialization scheme (:func:`sanity_lib.randomization.init_schemes`); by default
         :data:`sanity_lib.randomization.DEFAULT_INIT`, the paper's ``"truncated_normal"``.
         Not used by ``"gaussian_noise"`` (leave it unset there).
-    batchnorm : {"keep", "reset"}, default "keep"
-        Keep the trained running statistics (the reference code) or reset them (Quantus);
-        ``"gaussian_noise"`` always keeps them.
+    batchnorm : {"keep", "reset", "recalibrate"}, default "keep"
+        Keep the trained running statistics (the reference code), reset them (Quantus),
+        or re-estimate them on ``x`` after every step
+        (:func:`sanity_lib.randomization.recalibrate_batchnorm`), which keeps a deep
+        randomized network from collapsing; ``"gaussian_noise"`` always keeps them.
     std : float, optional
         Noise standard deviation; required for ``mode="gaussian_noise"``, not allowed
         otherwise.
@@ -258,7 +260,7 @@ def model_randomization_test(model: nn.Module, x: torch.Tensor,
         init = randomization.DEFAULT_INIT if init is None else init
         check_choice("init", init, randomization.INIT_SCHEMES)
     check_choice("order", order, randomization.ORDERS)
-    check_choice("batchnorm", batchnorm, randomization.BATCHNORM_POLICIES)
+    check_choice("batchnorm", batchnorm, randomization.BATCHNORM_POLICIES + ("recalibrate",))
     check_flag("relative", relative)
     a = _common_arguments(model, x, methods, target, metrics, compare_options, device, seed,
                           progress, keep_maps, cache, explainer)
@@ -286,15 +288,20 @@ def model_randomization_test(model: nn.Module, x: torch.Tensor,
 
     def run():
         work = _working_copy(model, device)
+        kept = "keep" if batchnorm == "recalibrate" else batchnorm
         if mode == "cascading":
             gen = randomization.cascading(work, order=order, init=init, seed=seed,
-                                          groups=groups, batchnorm=batchnorm)
+                                          groups=groups, batchnorm=kept)
         elif mode == "independent":
             gen = randomization.independent(work, order=order, init=init, seed=seed,
-                                            groups=groups, batchnorm=batchnorm)
+                                            groups=groups, batchnorm=kept)
         else:
             gen = randomization.gaussian_noise(work, std=std, relative=relative, seed=seed,
                                                groups=groups, order=order)
+        if batchnorm == "recalibrate":
+            inputs = x.to(device)
+            gen = ((name, randomization.recalibrate_batchnorm(randomized, inputs))
+                   for name, randomized in gen)
         n_steps = len(randomization.randomization_order(work, order=order, groups=groups))
         return run_sweep("model_randomization", work, gen, n_steps, x.to(device), methods,
                          target=target, metrics=metrics, compare_options=compare_options,

@@ -26,6 +26,7 @@ __all__ = ["NEEDS", "claims", "dominated", "edge_like"]
 
 #: What the chapter measures: key -> what it is.
 NEEDS = {
+    "n_photos": "how many photos (every colour photo that ships offline)",
     "linear_gradient_dev": "largest |gradient - w| of the linear model, 200 digits",
     "linear_smoothgrad_dev": "largest |SmoothGrad - w|",
     "linear_ig_dev": "largest |IG - x * w|",
@@ -97,6 +98,7 @@ def claims(measured: dict) -> list[Claim]:
     ['agrees', 'partly', 'agrees']
     """
     m = {key: finite(key, value) for key, value in zip(NEEDS, take(measured, *NEEDS))}
+    n_photos = f"{m['n_photos']:.0f}"
     exact = 1e-4  # float32 rounding of a closed form
     return [
         Claim("Linear model: the gradient and SmoothGrad return w, whatever the input",
@@ -119,14 +121,14 @@ def claims(measured: dict) -> list[Claim]:
               agrees=all_of(m["linear_ig_dev"] < exact,
                             dominated(m["ig_x_mnist"], m["ig_w_mnist"]),
                             dominated(m["ig_x_photos"], m["ig_w_photos"])),
-              setting="ridge-regression weights on 200 digits; a random w on 5 photos"),
+              setting=f"ridge-regression weights on 200 digits; a random w on {n_photos} photos"),
         Claim("x ⊙ u and x ⊙ v stay rank-correlated for independent random u, v",
               paper="highly rank-correlated in absolute value",
               source="Sec. 6.2 (element-wise input-gradient products)",
               measured=f"mean spearman_abs {m['xuv_abs_mnist']:.2f} (MNIST), "
                        f"{m['xuv_abs_photos']:.2f} (photos in [-1, 1])",
               agrees=all_of(m["xuv_abs_mnist"] > 0.9, m["xuv_abs_photos"] > 0.2),
-              setting="200 MNIST digits and 5 photos, 3 random pairs each"),
+              setting=f"200 MNIST digits and {n_photos} photos, 3 random pairs each"),
         Claim("A random 3 x 3 conv layer's gradient looks like an edge map",
               paper="the maps look like the output of an edge detector (visually)",
               source="Sec. 6.3 (analysis for simple models: one conv layer)",
@@ -146,6 +148,8 @@ def claims(measured: dict) -> list[Claim]:
                        f"{m['random_net_mnist_max']:.2f} (MNIST CNN)",
               agrees=edge_like(m["random_net_photos_min"], m["random_net_photos_max"],
                                m["floor_photos"], m["canny_sobel_photos"]),
-              setting="EfficientNet-Lite0 on 5 photos (IG 8 steps, SmoothGrad 8 samples); "
+              setting=f"EfficientNet-Lite0 on {n_photos} photos (truncated normal, batch-norm "
+                      "statistics re-estimated on the photos; IG 8 steps, SmoothGrad 8 "
+                      "samples); "
                       "MNIST CNN on 100 digits (IG 16 steps, SmoothGrad 10 samples)"),
     ]

@@ -1,7 +1,7 @@
 """A real classroom round trip with nbgrader, run with the instructor guide's own commands.
 
 The two shell blocks of "Grading with nbgrader" in book/instructor_guide.md run unchanged in a
-temporary course folder: the first exports chapters 1 and 2 with nbgrader metadata
+temporary course folder: the first exports every chapter with nbgrader metadata
 (tools/export_nbgrader.py) and runs `nbgrader generate_assignment`; three students then hand in
 each chapter; the second block runs `nbgrader autograde` and `nbgrader generate_feedback`.
 Reading the scores back from nbgrader's gradebook database proves, for each chapter, that
@@ -50,6 +50,30 @@ CHAPTERS = [
             correct="torch.quantile(flat, 0.99, dim=1, keepdim=True)",
             wrong="flat.amax(dim=1, keepdim=True)",
             message="You divided by the maximum instead of the 99th percentile."),
+    Chapter("ch03_model_randomization", 4, "ch3_ex1",  # the cascade run bottom-up
+            correct="reversed(sl.models.layer_groups(work))",
+            wrong="sl.models.layer_groups(work)",
+            message="that is bottom-up (input first)"),
+    Chapter("ch04_data_randomization", 5, "ch4_ex1",  # images shuffled with their labels
+            correct="return images, labels[perm]",
+            wrong="return images[perm], labels[perm]",
+            message="You moved the images together with their labels"),
+    Chapter("ch05_why_methods_fail", 3, "ch5_ex1",  # IG without the (x - x') factor
+            correct="return (x - baseline) * total / n_steps",
+            wrong="return total / n_steps",
+            message="You returned the average gradient along the path and forgot to multiply"),
+    Chapter("ch06_gaussian_noise", 5, "ch6_ex1",  # the variance used as the std
+            correct="p += std * torch.randn(p.shape, generator=g)",
+            wrong="p += std ** 2 * torch.randn(p.shape, generator=g)",
+            message="you multiplied by the variance, not the standard deviation."),
+    Chapter("ch07_beyond_the_paper", 4, "ch7_ex2",  # eMPRT's rise not made relative
+            correct="return (h_rand - h) / h",
+            wrong="return h_rand - h",
+            message="You returned the difference of the entropies without dividing"),
+    Chapter("ch08_your_own_model", 4, "ch8_ex1",  # the logits left out of the groups
+            correct='"layer4",\n          ("logits", "fc")]',
+            wrong='"layer4"]',
+            message="Your grouping has a problem"),
 ]
 SOLVED, UNTOUCHED, MISTAKE = "solved", "untouched", "one_mistake"
 
@@ -115,6 +139,38 @@ def scores(course: Path, student: str, chapter: Chapter) -> dict:
         sub = gb.find_submission_notebook(chapter.name, chapter.name, student)
         return {"code": sub.code_score, "max_code": sub.max_code_score, "total": sub.score,
                 "checks": {g.name: g.score for g in sub.grades if g.cell_type == "code"}}
+
+
+def test_every_check_is_worth_its_point_in_nbgrader(tmp_path):
+    """Each sl.grading.check of a solution notebook becomes an autograded cell worth one point
+    per check (a check inside an answer cell would be worth nothing), and the chapters above
+    expect exactly those points."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tools"))
+    from export_nbgrader import export
+
+    expected = {c.name: c.points for c in CHAPTERS}
+    for path in export(tmp_path):
+        source = path.read_text()
+        nb = nbformat.read(path, as_version=4)
+        checks = len(re.findall(r"sl\.grading\.check\(\s*[\"']", "".join(
+            c.source for c in nb.cells if c.cell_type == "code")))
+        points = sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells
+                     if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade"))
+        assert points == checks, f"{path.stem}: {checks} checks but {points} points"
+        assert expected.get(path.stem) == points, path.stem
+        assert "sl.grading.check(" in source
+
+
+def test_a_check_inside_an_answer_cell_is_refused():
+    import sys
+    sys.path.insert(0, str(ROOT / "tools"))
+    from export_nbgrader import nbgrader_notebook
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\nsl.grading.check('ch1_ex1', x)")])
+    with pytest.raises(ValueError, match="put the check in a cell of its own"):
+        nbgrader_notebook(nb)
 
 
 # ----------------------------------------------------------------------------- the round trip

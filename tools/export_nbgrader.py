@@ -52,6 +52,12 @@ def nbgrader_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb = nbformat.from_dict(nb)
     for index, cell in enumerate(nb.cells):
         cell.metadata.pop("nbgrader", None)
+        if cell.cell_type == "code" and "### BEGIN SOLUTION" in cell.source \
+                and "sl.grading.check(" in cell.source:
+            # nbgrader grades a cell as a student's answer or as a test, never both: the check
+            # would silently be worth nothing.
+            raise ValueError(f"cell {index} holds both a solution and a sl.grading.check call; "
+                             "put the check in a cell of its own")
         if cell.cell_type == "code" and "### BEGIN SOLUTION" in cell.source:
             cell.metadata["nbgrader"] = _meta(f"solution-{index}", solution=True, grade=False,
                                               locked=False)

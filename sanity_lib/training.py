@@ -491,7 +491,7 @@ def trained_mnist_model(arch: str = "cnn", labels: str = "true", *, activation: 
     labels : {"true", "random"}
         "random" trains on one seeded permutation of the labels, for the data
         randomization test; the network can only memorise.
-    activation : {"relu", "softplus", "tanh", "gelu"}
+    activation : {"relu", "softplus", "shifted_softplus", "tanh", "gelu"}
         Nonlinearity of the hidden layers (the paper: ReLU).
     seed : int
         Seeds the initial weights, the label permutation and the shuffling.

@@ -418,3 +418,30 @@ def test_one_conv_model_bad_arguments():
         models.one_conv_model(init="sobel", out_channels=8)
     with pytest.raises(ValueError, match=r"out_channels x 1 x 3 x 3"):
         models.one_conv_model(kernel=torch.zeros(2, 2, 3, 3))
+
+
+def test_shifted_softplus_is_softplus_moved_to_zero():
+    """softplus(z) - ln 2, with softplus's derivative; the library's methods see a smooth
+    activation (the guided clamp acts at it, GBP warns it is no rectifier)."""
+    import math
+
+    import sanity_lib as sl
+
+    z = torch.linspace(-30, 30, 601, dtype=torch.float64, requires_grad=True)
+    shifted = models.ShiftedSoftplus()(z)
+    torch.testing.assert_close(shifted, torch.log1p(torch.exp(z)) - math.log(2))
+    shifted.sum().backward()
+    torch.testing.assert_close(z.grad, torch.sigmoid(z.detach()))
+    assert float(models.ShiftedSoftplus()(torch.zeros(1))) == 0.0
+    model = models.mnist_cnn("shifted_softplus", seed=3)
+    assert all(type(getattr(model, a)) is models.ShiftedSoftplus for a in ("act1", "act2", "act3"))
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    target = torch.tensor([1, 4, 7])
+    with pytest.warns(sl.saliency.SaliencyWarning, match="Softplus.*not rectifiers"):
+        plain = sl.saliency.explain(model, x, "guided_backprop", target=target)
+    torch.testing.assert_close(plain, sl.saliency.explain(model, x, "gradient", target=target))
+    guided = sl.saliency.explain(model, x, "guided_backprop", target=target, smooth="guided")
+    assert not torch.allclose(guided, plain)
+    # Captum's DeepLIFT has no rule for the subclass: refused, not treated as linear
+    with pytest.raises(sl.saliency.UnsupportedModelError, match="ShiftedSoftplus"):
+        sl.saliency.explain(model, x, "deeplift", target=target)

@@ -18,7 +18,7 @@ from .analysis import LinearModel, OneConvModel, linear_model, one_conv_model
 from .efficientnet import EfficientNetLite0, efficientnet_lite0
 from .groups import group_problems, layer_groups, list_modules
 from .inception import INCEPTION_V3_GROUPS, InceptionV3, inception_v3
-from .mnist import MnistCNN, MnistMLP, mnist_cnn, mnist_mlp
+from .mnist import MnistCNN, MnistMLP, ShiftedSoftplus, mnist_cnn, mnist_mlp
 
 __all__ = [
     "efficientnet_lite0",
@@ -34,6 +34,7 @@ __all__ = [
     "InceptionV3",
     "MnistCNN",
     "MnistMLP",
+    "ShiftedSoftplus",
     "LinearModel",
     "OneConvModel",
     "INCEPTION_V3_GROUPS",

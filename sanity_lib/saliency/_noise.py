@@ -160,6 +160,10 @@ class Smoothed:
     rows_per_call : int, default 256
         The most (image, noise sample) rows handed to ``inner`` at once; only memory and
         speed depend on it.
+    noise_free_last : bool, default False
+        True makes the last of the ``n_samples`` copies the clean input (the others keep the
+        first ``n_samples - 1`` draws), as Quantus' ``SmoothMPRT`` does; it is then no
+        longer SmoothGrad.
 
     Examples
     --------
@@ -175,8 +179,8 @@ class Smoothed:
 
     def __init__(self, inner: Callable[..., Mapping[str, torch.Tensor]] | None = None, *,
                  n_samples: int = 10, noise_level: float = 0.1, seed: int = 0,
-                 rows_per_call: int = 256) -> None:
-        from sanity_lib._validation import check_int, check_real
+                 rows_per_call: int = 256, noise_free_last: bool = False) -> None:
+        from sanity_lib._validation import check_flag, check_int, check_real
 
         if inner is not None and not callable(inner):
             raise TypeError(f"inner must be an explainer (a callable), got "
@@ -188,14 +192,16 @@ class Smoothed:
             why="a fraction of each image's value range; the paper uses 0.1")
         self.seed = check_int("seed", seed, minimum=0)
         self.rows_per_call = check_int("rows_per_call", rows_per_call, minimum=1)
+        self.noise_free_last = check_flag("noise_free_last", noise_free_last)
 
     @property
     def cache_key(self) -> str:
         """What a cached sweep records of this explainer (see ``explainer=`` of the tests)."""
         inner = "default" if self.inner is None else getattr(
             self.inner, "cache_key", f"{self.inner.__module__}.{self.inner.__qualname__}")
+        last = ", noise_free_last=True" if self.noise_free_last else ""  # old keys stay valid
         return (f"smoothed(n_samples={self.n_samples}, noise_level={self.noise_level!r}, "
-                f"seed={self.seed}, inner={inner})")
+                f"seed={self.seed}, inner={inner}{last})")
 
     def __call__(self, model: nn.Module, x: torch.Tensor,
                  methods: Mapping[str, Mapping[str, Any] | None] | Sequence[str],
@@ -205,7 +211,9 @@ class Smoothed:
         inner = self.inner or (lambda m, rows, ms, t: explain_all(m, rows, ms, target=t))
         target = torch.as_tensor(target, dtype=torch.long).reshape(-1).to(x.device)
         noise = smoothgrad_noise(x.detach().cpu(), n_samples=self.n_samples,
-                                 noise_level=self.noise_level,
-                                 seed=self.seed).to(x.device, x.dtype)
+                                 noise_level=self.noise_level, seed=self.seed)
+        if self.noise_free_last:
+            noise[-1] = 0.0
+        noise = noise.to(x.device, x.dtype)
         return noise_average(lambda rows, t: inner(model, rows, methods, t), x, target,
                              noise, self.rows_per_call)

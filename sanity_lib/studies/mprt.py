@@ -48,7 +48,6 @@ Examples
 from __future__ import annotations
 
 import copy
-import functools
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -312,43 +311,12 @@ def efficient_mprt(model: nn.Module, x: torch.Tensor,
 
 # ----------------------------------------------------------------------------- smooth MPRT
 
-@functools.lru_cache(maxsize=None)
-def _noise_free_last_class():
-    # Built on first use: sanity_lib.saliency is imported lazily, as everywhere here.
-    from sanity_lib.saliency import Smoothed, smoothgrad_noise
-    from sanity_lib.saliency._noise import noise_average
-    from sanity_lib.saliency._shared import explain_all
-
-    class NoiseFreeLast(Smoothed):
-        """``Smoothed`` whose last copy is the clean input, as Quantus' ``SmoothMPRT``.
-
-        The first ``n_samples - 1`` copies get the first draws of ``smoothgrad_noise(x,
-        n_samples=n_samples)``, the last one gets no noise.
-        """
-
-        @property
-        def cache_key(self) -> str:
-            return super().cache_key[:-1] + ", noise_free_last=True)"
-
-        def __call__(self, model, x, methods, target):
-            inner = self.inner or (lambda m, rows, ms, t: explain_all(m, rows, ms, target=t))
-            target = torch.as_tensor(target, dtype=torch.long).reshape(-1).to(x.device)
-            noise = smoothgrad_noise(x.detach().cpu(), n_samples=self.n_samples,
-                                     noise_level=self.noise_level, seed=self.seed)
-            noise[-1] = 0.0
-            return noise_average(lambda rows, t: inner(model, rows, methods, t), x, target,
-                                 noise.to(x.device, x.dtype), self.rows_per_call)
-
-    return NoiseFreeLast
-
-
 def _smoother(inner, n_samples, noise_level, seed, noise_free_last):
     """The averaging explainer of :func:`smooth_explain` and :func:`smooth_mprt`."""
     from sanity_lib import saliency
 
-    cls = _noise_free_last_class() if noise_free_last else saliency.Smoothed
-    return cls(inner, n_samples=n_samples, noise_level=noise_level, seed=seed,
-               rows_per_call=_ROWS_PER_CALL)
+    return saliency.Smoothed(inner, n_samples=n_samples, noise_level=noise_level, seed=seed,
+                             rows_per_call=_ROWS_PER_CALL, noise_free_last=noise_free_last)
 
 
 def smooth_explain(model: nn.Module, x: torch.Tensor, method: str, *, n_samples: int = 10,

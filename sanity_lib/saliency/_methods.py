@@ -8,8 +8,9 @@ model, the whole (checked) input and the method's checked settings, and returns
 (``_shared.py``) computes the methods that declare ``shares`` from shared passes instead.
 
 Captum computes what it does well (the gradient, gradient x input, Integrated Gradients'
-quadrature, DeepLift, LRP); the rest is ours and proven against independent computations
-in ``tests/test_saliency.py``.
+quadrature, DeepLift, LRP-epsilon and LRP-z+); the rest is ours and proven against
+independent computations in ``tests/test_saliency.py`` (LRP-alpha-beta in
+``tests/test_lrp_alpha_beta.py``).
 """
 import torch
 
@@ -252,5 +253,24 @@ register(Method(
     name="lrp_zplus", label="LRP-z⁺", paper="not in the paper",
     computes="Captum LRP, z+ rule (alpha 1, beta 0) on every layer", settings={},
     plan=plan_lrp_zplus, reference="Montavon et al. 2017",
-    aliases=("lrp_z_plus", "lrp_alpha1_beta0", "lrp_alpha_beta", "zplus"),
+    aliases=("lrp_z_plus", "lrp_alpha1_beta0", "zplus"),
+))
+
+
+def plan_lrp_alpha_beta(model, x, opts):
+    # Checked here: the settings layer passes a method's own settings through unchecked.
+    alpha, beta = _propagation.check_alpha_beta(opts["alpha"], opts["beta"])
+    clone = _propagation.prepare_copy(model, "lrp_alpha_beta")
+    _propagation.check_lrp_alpha_beta(clone, x[:1])
+    return ((lambda xb, tb, s: _propagation.alpha_beta_relevance(clone, xb, tb, alpha, beta)),
+            opts["batch_size"])
+
+
+register(Method(
+    name="lrp_alpha_beta", label="LRP-αβ", paper="not in the paper",
+    computes="LRP, alpha-beta rule on every layer (ours, not Captum's): alpha x positive "
+             "minus beta x negative contributions, alpha - beta = 1",
+    settings={"alpha": 2.0, "beta": 1.0}, plan=plan_lrp_alpha_beta,
+    reference="Bach et al. 2015; Montavon et al. 2017",
+    aliases=("lrp_alphabeta", "lrp_ab", "alpha_beta_lrp"),
 ))

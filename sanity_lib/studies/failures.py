@@ -12,6 +12,10 @@ reviewers asked for numbers instead of pictures. This module measures both:
   Sobel magnitude and Canny, and a convolution layer holding the Sobel filters) and
   :func:`edge_similarity` measures how much saliency maps resemble them, in a tidy table
   that :func:`plot_edge_similarity` draws with its spread over images.
+  :func:`edge_agreement` compares the *edges* of the maps with the image's edges (Sobel
+  with Sobel, HOG, SSIM, and the ROC AUC of the map at Canny's edge pixels), next to a
+  mismatched-image null: a blotchy map whose patch boundaries follow the image scores high
+  there, where a rank correlation of ``|map|`` with the Sobel magnitude cannot see it.
 
 The linear-model analysis needs no helper: :func:`sanity_lib.models.linear_model` and
 :func:`sanity_lib.saliency.explain` are enough (see the book's chapter 5).
@@ -22,21 +26,23 @@ N x C x H x W or N x H x W; colour images become grey by averaging their channel
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
-from sanity_lib._validation import check_choices, check_int
+from sanity_lib._validation import check_choices, check_int, check_real
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
-    "EDGE_DETECTORS", "DETECTOR_LABELS",
-    "edge_maps", "edge_similarity", "input_times_random_correlation", "plot_edge_similarity",
+    "EDGE_DETECTORS", "DETECTOR_LABELS", "EDGE_MEASURES", "MEASURE_LABELS", "PAIRINGS",
+    "edge_maps", "edge_similarity", "edge_agreement", "input_times_random_correlation",
+    "plot_edge_similarity",
 ]
 
 #: The edge detectors :func:`edge_maps` knows.
@@ -47,7 +53,19 @@ DETECTOR_LABELS = {
     "canny": "Canny edges",
     "sobel_conv": "Sobel-initialized conv layer",
 }
+#: What :func:`edge_agreement` measures: edges of the map against edges of the image.
+EDGE_MEASURES = ("sobel_edges", "hog", "ssim", "canny_auc")
+#: How the measures are written in tables and figures.
+MEASURE_LABELS = {
+    "sobel_edges": "Spearman, Sobel of map vs Sobel of image",
+    "hog": "cosine of HOG descriptors",
+    "ssim": "SSIM of the Sobel magnitudes",
+    "canny_auc": "ROC AUC of the map at Canny edges",
+}
+#: Whose edges a map meets in :func:`edge_agreement`: its own image's, or other images'.
+PAIRINGS = ("same", "mismatched")
 _TABLE_COLUMNS = ["method", "detector", "metric", "image", "value"]
+_AGREEMENT_COLUMNS = ["method", "measure", "pairing", "image", "value"]
 _RANDOM_COLUMNS = ["pair", "image", "maps", "metric", "value"]
 _RANDOM_PAIRS = ("x*u vs x*v", "u vs v")
 
@@ -76,6 +94,25 @@ def _as_images(images, name="images"):
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
+
+
+def _maps_by_name(maps, pixels):
+    """``{name: float64 N x C x H x W array}`` from one batch of maps (named ``"maps"``) or
+    a dict of them, each checked to hold one map per image of ``pixels`` at its size."""
+    named = maps if isinstance(maps, dict) else {"maps": maps}
+    if not named:
+        raise ValueError("maps is an empty dict; pass at least one batch of maps")
+    n, _, h, w = pixels.shape
+    out = {}
+    for name, batch in named.items():
+        arr = _as_images(batch, name=f"maps[{name!r}]" if isinstance(maps, dict) else "maps")
+        if arr.shape[0] != n or arr.shape[2:] != (h, w):
+            raise ValueError(
+                f"maps {name!r} have shape {tuple(arr.shape)} but the images have "
+                f"{tuple(pixels.shape)}; pass one map per image, at the image's resolution"
+            )
+        out[name] = arr
+    return out
 
 
 # ----------------------------------------------------------------------------- edge maps
@@ -223,29 +260,260 @@ def edge_similarity(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor 
 
     detectors = check_choices("detectors", detectors, EDGE_DETECTORS)
     metrics = check_choices("metrics", metrics, similarity.METRICS)
-    named = maps if isinstance(maps, dict) else {"maps": maps}
-    if not named:
-        raise ValueError("maps is an empty dict; pass at least one batch of maps")
     pixels = _as_images(images)
-    n, _, h, w = pixels.shape
     edges = {d: edge_maps(pixels, d, sigma=sigma).numpy() for d in detectors}
     parts = []
-    for name, batch in named.items():
-        arr = _as_images(batch, name=f"maps[{name!r}]" if isinstance(maps, dict) else "maps")
-        if arr.shape[0] != n or arr.shape[2:] != (h, w):
-            raise ValueError(
-                f"maps {name!r} have shape {tuple(arr.shape)} but the images have "
-                f"{tuple(pixels.shape)}; pass one map per image, at the image's resolution"
-            )
+    for name, arr in _maps_by_name(maps, pixels).items():
         for metric in metrics:
             reduced = _reduce_channels(arr, metric)
             for detector, edge in edges.items():
                 value = similarity.compare(reduced, edge, metric)[metric].numpy()
                 parts.append(pd.DataFrame({
                     "method": name, "detector": detector, "metric": metric,
-                    "image": np.arange(n), "value": value,
+                    "image": np.arange(len(pixels)), "value": value,
                 }))
     return pd.concat(parts, ignore_index=True)[_TABLE_COLUMNS]
+
+
+# ----------------------------------------------------------------------------- edges vs edges
+
+def _unit_maps(arr, percentile):
+    """One abs map per image in [0, 1]: the channel sum of |map| (``_reduce_channels``)
+    normalized as :func:`sanity_lib.similarity.normalize` does for the abs metrics."""
+    from sanity_lib import similarity
+
+    reduced = _reduce_channels(arr, "spearman_abs")
+    return similarity.normalize(reduced, "abs", percentile=percentile).numpy()
+
+
+def _unit_scale(edge):
+    """Each N x H x W edge map divided by its maximum (all-zero maps stay zero)."""
+    top = edge.reshape(edge.shape[0], -1).max(axis=1)[:, None, None]
+    return np.divide(edge, top, out=np.zeros_like(edge), where=top > 0)
+
+
+def _edge_features(unit, measures, ppc, sobel=None, canny=None):
+    """What the measures need of N x H x W maps in [0, 1], computed once per batch.
+
+    The map side passes neither ``sobel`` nor ``canny`` (its Sobel magnitude is computed,
+    and its pixels ranked for the AUC); the image side passes its Sobel magnitude and, for
+    ``"canny_auc"``, its Canny edges."""
+    from skimage.filters import sobel as sobel_filter
+
+    from sanity_lib import similarity
+
+    if sobel is None:
+        sobel = np.stack([sobel_filter(u) for u in unit])
+    n = len(unit)
+    # A flat patch gets a Sobel magnitude of 1e-17 or so from rounding, not 0; ranked, that
+    # noise would break the ties that make two flat patches agree. Edges weaker than 1e-12
+    # of the map's strongest are taken as none.
+    top = sobel.reshape(n, -1).max(axis=1)[:, None, None]
+    sobel = np.where(sobel > 1e-12 * top, sobel, 0.0)
+    feats = {"unit": unit, "sobel": sobel, "flat": np.ptp(sobel.reshape(n, -1), axis=1) == 0}
+    if "ssim" in measures:
+        feats["sobel01"] = _unit_scale(sobel)
+    if "hog" in measures:
+        # The library's one HOG (the "hog" metric's settings); it checks the size too.
+        feats["hog"] = similarity._hog_np(unit, ppc, 9, 3, "L2-Hys")
+    if "canny_auc" in measures and canny is not None:
+        feats["canny"] = canny.reshape(n, -1) > 0
+    elif "canny_auc" in measures:
+        from scipy.stats import rankdata
+
+        # average ranks: pixels of equal value (the clipped top 1 %, flat patches) tie
+        feats["ranks"] = rankdata(unit.reshape(n, -1), method="average", axis=1)
+    return feats
+
+
+def _roll(feats, k):
+    """The image features of image i - k at position i (``np.roll``, as the mismatched null
+    of :meth:`SanityCheckResult.null_level` pairs them)."""
+    return {key: np.roll(value, k, axis=0) for key, value in feats.items()}
+
+
+def _canny_auc(ranks, edges):
+    """ROC AUC of the map at Canny edge pixels against the rest, from the map's ranks:
+    Mann-Whitney U / (n1 n0), U = (sum of the edge pixels' ranks) - n1 (n1 + 1) / 2."""
+    n1 = edges.sum(axis=1).astype(np.float64)
+    n0 = edges.shape[1] - n1
+    u = np.where(edges, ranks, 0.0).sum(axis=1) - n1 * (n1 + 1) / 2
+    out = np.full(len(n1), np.nan)
+    ok = (n1 > 0) & (n0 > 0)  # no edge pixel, or only edges: nothing to rank against
+    out[ok] = u[ok] / (n1[ok] * n0[ok])
+    return out
+
+
+def _agreement(m, e, measure, win_size):
+    """One measure between map features ``m`` and image features ``e``, pair by pair."""
+    from sanity_lib import similarity
+
+    n = len(m["unit"])
+    if measure == "sobel_edges":
+        value = similarity._spearman_np(m["sobel"].reshape(n, -1), e["sobel"].reshape(n, -1))[0]
+    elif measure == "hog":
+        num = (m["hog"] * e["hog"]).sum(axis=1)
+        den = np.linalg.norm(m["hog"], axis=1) * np.linalg.norm(e["hog"], axis=1)
+        value = np.divide(num, den, out=np.full(n, np.nan), where=den > 0)
+    elif measure == "ssim":
+        value = similarity._ssim_np(m["sobel01"], e["sobel01"], win_size, False, 1.0, {})
+    else:
+        value = _canny_auc(m["ranks"], e["canny"])
+    # No edge at all in the map (a constant map) or in the image: nothing to agree on.
+    return np.where(m["flat"] | e["flat"], np.nan, value)
+
+
+def edge_agreement(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor | np.ndarray],
+                   images: torch.Tensor | np.ndarray, *,
+                   measures: str | Sequence[str] = EDGE_MEASURES,
+                   pairing: str | Sequence[str] = "same",
+                   sigma: float = 1.0, percentile: float = 99.0,
+                   pixels_per_cell: int | tuple[int, int] | None = None,
+                   win_size: int = 5) -> pd.DataFrame:
+    """Do the *edges* of saliency maps fall on the edges of their images? Four measures.
+
+    :func:`edge_similarity` ranks ``|map|`` against the Sobel magnitude of the image: it
+    asks whether the map is *large* where the image has edges. A map made of flat patches
+    whose boundaries follow the image's edges (a posterized, blotchy map) is not large there
+    and scores low, although it is plainly shaped by the edges. These measures compare
+    edges with edges instead. Each map is reduced to one H x W map per image and normalized
+    as the abs metrics do (sum of ``|map|`` over channels, :func:`sanity_lib.similarity.normalize`
+    with ``mode="abs"``: in [0, 1]); each image is made grey (mean of its channels).
+
+    ``"sobel_edges"``
+        Spearman's rank correlation of ``skimage.filters.sobel`` of the normalized map with
+        the Sobel magnitude of the image (:func:`edge_maps` ``"sobel"``).
+    ``"hog"``
+        Cosine similarity of the ``skimage.feature.hog`` descriptors of the normalized map
+        and of the grey image, with the library's HOG settings (those of the ``"hog"``
+        metric): 9 orientations, blocks of 3 x 3 cells, ``"L2-Hys"``, and cells of
+        :func:`sanity_lib.similarity.auto_pixels_per_cell` pixels, which scale with the
+        image: 16 x 16 (the paper's) from 112 pixels a side up (14 x 14 cells at 224), the
+        shorter side // 7 below (4 x 4 at 28, 7 x 7 cells). HOG counts are non-negative, so
+        the cosine of unrelated images is well above 0: read it against the mismatched null.
+    ``"ssim"``
+        ``skimage.metrics.structural_similarity`` of the two Sobel magnitudes, each divided
+        by its own maximum (so in [0, 1], 0 still meaning "no edge" and only the edges'
+        relative strength compared), with ``data_range=1`` and the paper's uniform
+        ``win_size`` x ``win_size`` window (5 x 5), as the ``"ssim"`` metric uses.
+    ``"canny_auc"``
+        ``skimage.feature.canny(gray, sigma)`` (:func:`edge_maps` ``"canny"``) is binary:
+        a rank correlation with it is mostly ties. Instead, the ROC AUC that the normalized
+        map is larger at a Canny edge pixel than at a non-edge pixel, ties counting one half:
+        the Mann-Whitney ``U / (n1 n0)``. 0.5 is chance, 1 every edge pixel above every other.
+        Like :func:`edge_similarity` it asks whether the map is *large* at the edges, so the
+        posterized map of the example, dark on the image's bright squares, scores below 0.5.
+
+    ``pairing="mismatched"`` is the null: the map of image ``i`` against the edges of image
+    ``i - k`` (mod N), averaged over the same offsets ``k`` as the mismatched-image null of
+    :meth:`sanity_lib.checks.result.SanityCheckResult.null_level` (every offset for up to 17
+    images, 16 evenly spread ones for more). A map that merely looks edge-like, whatever the
+    image, scores as high there as with its own image.
+
+    Parameters
+    ----------
+    maps : torch.Tensor, numpy.ndarray or dict of str to those
+        Saliency maps, N x C x H x W (or N x H x W); a dict names several (e.g. one per method).
+    images : torch.Tensor or numpy.ndarray
+        The N images the maps explain, as pixels in [0, 1] (not the model's preprocessed
+        input), N x C x H x W or N x H x W, at the maps' H x W; at least 5 pixels a side.
+    measures : str or sequence of str, default all of :data:`EDGE_MEASURES`
+    pairing : {"same", "mismatched"} or a sequence of both, default "same"
+        ``"mismatched"`` needs at least two images.
+    sigma : float, default 1.0
+        Canny's smoothing.
+    percentile : float, default 99
+        Passed to :func:`sanity_lib.similarity.normalize`.
+    pixels_per_cell : int, (int, int) or None, default None
+        HOG cell size; None scales it with the image as described above.
+    win_size : int, default 5
+        SSIM's window: odd, from 3 to the shorter side.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Tidy, one row per (method, measure, pairing, image): columns ``method`` (the dict
+        key, or ``"maps"`` for a single batch), ``measure``, ``pairing``, ``image`` (the
+        map's index in the batch) and ``value`` (for ``"mismatched"``, the mean over the
+        offsets). NaN where the map or the image is constant (no edge to compare) and, for
+        ``"canny_auc"``, where Canny finds no edge pixel or only edges; one
+        :class:`sanity_lib.similarity.ConstantMapWarning` per call then says how many.
+
+    Raises
+    ------
+    ValueError
+        Unknown measure or pairing, maps and images of different sizes or counts, images
+        outside [0, 1], ``"mismatched"`` with one image, images too small for HOG or SSIM.
+    TypeError
+        Maps or images that are not tensors or arrays.
+
+    Examples
+    --------
+    >>> x = torch.zeros(2, 1, 32, 32); x[0, :, 8:20, 8:20] = 1.0; x[1, :, 12:28, 4:16] = 1.0
+    >>> patches = 1.0 - 0.5 * x            # flat patches, bright where the image is dark
+    >>> edge_similarity(patches, x, detectors="sobel")["value"].round(2).tolist()  # |map|
+    [-0.3, -0.25]
+    >>> t = edge_agreement(patches, x, measures=["sobel_edges", "ssim"],
+    ...                    pairing=["same", "mismatched"])
+    >>> means = t.groupby(["pairing", "measure"])["value"].mean().round(2)
+    >>> means["same"].to_dict(), means["mismatched"].to_dict()  # edges agree; the null
+    ({'sobel_edges': 1.0, 'ssim': 1.0}, {'sobel_edges': -0.03, 'ssim': 0.39})
+    """
+    from sanity_lib import similarity
+    from sanity_lib.checks.result import MISMATCHED_SHIFTS
+
+    measures = check_choices("measures", measures, EDGE_MEASURES)
+    pairings = check_choices("pairing", pairing, PAIRINGS)
+    sigma = check_real("sigma", sigma, 0.0, inclusive=False, why="Canny's smoothing")
+    pixels = _as_images(images)
+    n, _, h, w = pixels.shape
+    if pixels.min() < -1e-6 or pixels.max() > 1 + 1e-6:
+        raise ValueError(
+            f"images must be pixels in [0, 1], got values from {pixels.min():.3g} to "
+            f"{pixels.max():.3g}; pass the photos (e.g. sl.data.sample_images(224)), not the "
+            "model's preprocessed input"
+        )
+    if "mismatched" in pairings and n < 2:
+        raise ValueError("pairing='mismatched' holds each map against the edges of another "
+                         "image: it needs at least two images, got one")
+    if min(h, w) < 5:
+        raise ValueError(f"images of {h} x {w} pixels are too small to compare edges; "
+                         "they need at least 5 pixels a side")
+    batches = _maps_by_name(maps, pixels)
+    gray = pixels.mean(axis=1)
+    canny = edge_maps(pixels, "canny", sigma=sigma).numpy() if "canny_auc" in measures else None
+    image_feats = _edge_features(gray, measures, pixels_per_cell,
+                                 sobel=edge_maps(pixels, "sobel").numpy(), canny=canny)
+    # The offsets of null_level's mismatched null (all of them for a few images, evenly
+    # spread ones for many, so that images sorted by class do not only meet a neighbour).
+    shifts = np.unique(np.linspace(1, n - 1, min(n - 1, MISMATCHED_SHIFTS)).round()).astype(int)
+    parts = []
+    for name, arr in batches.items():
+        map_feats = _edge_features(_unit_maps(arr, percentile), measures, pixels_per_cell)
+        for kind in pairings:
+            for measure in measures:
+                if kind == "same":
+                    value = _agreement(map_feats, image_feats, measure, win_size)
+                else:
+                    per_shift = np.stack([_agreement(map_feats, _roll(image_feats, int(k)),
+                                                     measure, win_size) for k in shifts])
+                    with np.errstate(all="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+                        value = np.nanmean(per_shift, axis=0)
+                parts.append(pd.DataFrame({"method": name, "measure": measure, "pairing": kind,
+                                           "image": np.arange(n), "value": value}))
+    table = pd.concat(parts, ignore_index=True)[_AGREEMENT_COLUMNS]
+    missing = table[table["value"].isna()]
+    if len(missing):
+        counts = missing.groupby("measure", sort=False).size()
+        warnings.warn(
+            f"edge_agreement: {len(missing)} of {len(table)} values are NaN (per measure: "
+            f"{', '.join(f'{k}: {v}' for k, v in counts.items())}): a constant map or image "
+            "has no edge to compare and, for canny_auc, Canny found no edge pixel or only "
+            "edges; leave them out (the table's NaN) or look at those maps",
+            similarity.ConstantMapWarning, stacklevel=2,
+        )
+    return table
 
 
 # ----------------------------------------------------------------------------- x * random

@@ -252,6 +252,7 @@ def test_inception_offline_error_is_clear(monkeypatch, tmp_path):
     (models.mnist_mlp, ["fc1", "fc2", "fc3", "logits"], (1, 1, 28, 28)),
     (lambda: models.linear_model(torch.ones(1, 4, 4)), ["linear"], (1, 1, 4, 4)),
     (models.one_conv_model, ["conv"], (1, 1, 8, 8)),
+    (lambda: models.conv_stack_model(3), ["convs.0", "convs.1", "convs.2"], (1, 1, 8, 8)),
 ])
 def test_layer_groups_order_follows_forward(build, names, shape):
     model = build()
@@ -445,3 +446,44 @@ def test_shifted_softplus_is_softplus_moved_to_zero():
     # Captum's DeepLIFT has no rule for the subclass: refused, not treated as linear
     with pytest.raises(sl.saliency.UnsupportedModelError, match="ShiftedSoftplus"):
         sl.saliency.explain(model, x, "deeplift", target=target)
+
+
+# ----------------------------------------------------------------------- conv_stack_model
+def _guided_by_hand(model, x):
+    """Guided Backprop of a ConvStackModel written out layer by layer: at every ReLU the
+    gradient is multiplied by (z > 0) and by (gradient > 0); conv layers pass it back through
+    their transposed weights (torch.nn.grad.conv2d_input)."""
+    pre, a = [], x
+    for conv in model.convs:
+        z = conv(a)
+        pre.append((a, z))
+        a = torch.relu(z)
+    grad = torch.ones_like(a)                              # d sum / d output
+    for conv, (a_in, z) in zip(reversed(model.convs), reversed(pre)):
+        grad = grad * (z > 0) * (grad > 0)
+        grad = torch.nn.grad.conv2d_input(a_in.shape, conv.weight, grad, padding=1)
+    return grad
+
+
+def test_conv_stack_guided_backprop_matches_a_hand_computation():
+    from sanity_lib import saliency
+
+    x = torch.rand(3, 1, 10, 10, generator=torch.Generator().manual_seed(0))
+    for depth in (1, 2, 4):
+        model = models.conv_stack_model(depth, seed=depth)
+        with torch.no_grad():
+            expected = _guided_by_hand(model, x)
+        guided = saliency.explain(model, x, "guided_backprop")
+        torch.testing.assert_close(guided, expected, rtol=1e-5, atol=1e-6)
+        gradient = saliency.explain(model, x, "gradient")
+        # one layer: the sum sends +1 to every ReLU and the clamp never acts
+        assert torch.equal(guided, gradient) == (depth == 1), depth
+
+
+def test_conv_stack_is_seeded_and_checks_its_arguments():
+    a, b = models.conv_stack_model(2, seed=5), models.conv_stack_model(2, seed=5)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert models.conv_stack_model(2, in_channels=3)(torch.rand(1, 3, 8, 8)).shape == (1, 1)
+    for bad in ({"depth": 0}, {"channels": 0}, {"depth": 1.5}):
+        with pytest.raises((ValueError, TypeError), match=next(iter(bad))):
+            models.conv_stack_model(**{"depth": 2, **bad})

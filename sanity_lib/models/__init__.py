@@ -14,7 +14,8 @@ Examples
 >>> [name for name, _ in models.layer_groups(models.mnist_mlp())]
 ['fc1', 'fc2', 'fc3', 'logits']
 """
-from .analysis import LinearModel, OneConvModel, linear_model, one_conv_model
+from .analysis import (ConvStackModel, LinearModel, OneConvModel, conv_stack_model, linear_model,
+                       one_conv_model)
 from .efficientnet import EfficientNetLite0, efficientnet_lite0
 from .groups import group_problems, layer_groups, list_modules
 from .inception import INCEPTION_V3_GROUPS, InceptionV3, inception_v3
@@ -27,6 +28,7 @@ __all__ = [
     "mnist_mlp",
     "linear_model",
     "one_conv_model",
+    "conv_stack_model",
     "layer_groups",
     "list_modules",
     "group_problems",
@@ -37,5 +39,6 @@ __all__ = [
     "ShiftedSoftplus",
     "LinearModel",
     "OneConvModel",
+    "ConvStackModel",
     "INCEPTION_V3_GROUPS",
 ]

@@ -18,9 +18,10 @@ import torch
 from numpy.typing import ArrayLike
 from torch import nn
 
-from sanity_lib._validation import as_unit_images, check_choice
+from sanity_lib._validation import as_unit_images, check_choice, check_int
 
-__all__ = ["LinearModel", "OneConvModel", "SumPool", "linear_model", "one_conv_model",
+__all__ = ["LinearModel", "OneConvModel", "ConvStackModel", "SumPool", "linear_model",
+           "one_conv_model", "conv_stack_model",
            "SOBEL_X", "SOBEL_Y"]
 
 # Sobel kernels as cross-correlation filters (what Conv2d computes): SOBEL_X responds to
@@ -98,6 +99,79 @@ class OneConvModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.act(self.conv(x)))
+
+
+class ConvStackModel(nn.Module):
+    """``depth`` times (conv 3 x 3, 'same' padding -> ReLU), then sum pooling; output N x 1."""
+
+    def __init__(self, in_channels: int = 1, channels: int = 16, depth: int = 3):
+        super().__init__()
+        widths = [in_channels] + [channels] * depth
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, kernel_size=3, padding=1)
+                                   for a, b in zip(widths, widths[1:]))
+        # one ReLU module per layer, so that every rectifier is its own module
+        self.acts = nn.ModuleList(nn.ReLU() for _ in range(depth))
+        self.pool = SumPool()
+        self.layer_group_names = tuple(f"convs.{i}" for i in range(depth))
+
+    def preprocess(self, x01: torch.Tensor) -> torch.Tensor:
+        """Identity: the model reads its input as given."""
+        x01 = as_unit_images(x01)
+        return _identity(x01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, act in zip(self.convs, self.acts):
+            x = act(conv(x))
+        return self.pool(x)
+
+
+def conv_stack_model(depth: int = 3, *, in_channels: int = 1, channels: int = 16,
+                     seed: int | None = 0) -> ConvStackModel:
+    """A random stack of ``depth`` conv 3 x 3 -> ReLU layers, then sum pooling.
+
+    The one-layer model of the paper's section 5.2 (:func:`one_conv_model`) cannot tell Guided
+    Backprop from the gradient: the sum pooling sends +1 back to every ReLU, so the guided
+    clamp (zero the negative gradients) never acts and the two maps are identical. With
+    ``depth >= 2`` the gradient reaching every ReLU but the last has passed through random
+    weights and has both signs, so the clamp acts: this is the smallest model on which the
+    paper's account of Guided Backprop on random networks can be seen.
+
+    Parameters
+    ----------
+    depth : int, default 3
+        Number of conv -> ReLU layers (1 is :func:`one_conv_model`'s architecture).
+    in_channels : int, default 1
+        Input channels (1 for MNIST, 3 for photos).
+    channels : int, default 16
+        Filters of every layer.
+    seed : int or None, default 0
+        Seed of PyTorch's default initialization (None: the global random state).
+
+    Returns
+    -------
+    ConvStackModel
+        In eval mode, output N x 1.
+
+    Examples
+    --------
+    >>> import sanity_lib as sl
+    >>> x = torch.rand(2, 1, 12, 12)
+    >>> one, deep = conv_stack_model(1), conv_stack_model(3)
+    >>> grad, guided = (sl.saliency.explain(one, x, m) for m in ("gradient", "guided_backprop"))
+    >>> torch.equal(grad, guided)                         # one layer: the clamp never acts
+    True
+    >>> grad, guided = (sl.saliency.explain(deep, x, m) for m in ("gradient", "guided_backprop"))
+    >>> torch.equal(grad, guided)
+    False
+    """
+    depth = check_int("depth", depth, minimum=1)
+    channels = check_int("channels", channels, minimum=1)
+    in_channels = check_int("in_channels", in_channels, minimum=1)
+    with torch.random.fork_rng(enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = ConvStackModel(in_channels, channels, depth)
+    return model.eval()
 
 
 def linear_model(weight: torch.Tensor | ArrayLike, *, bias: float = 0.0) -> LinearModel:

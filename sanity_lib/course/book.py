@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 __all__ = ["setup", "elapsed", "glue", "glue_all", "claims_table", "book_methods",
-           "BOOK_IG_SMOOTHGRAD", "QUIET", "LIBRARY_WARNINGS"]
+           "interval_text", "BOOK_IG_SMOOTHGRAD", "QUIET", "LIBRARY_WARNINGS"]
 
 #: IG-SmoothGrad as the book runs it on MNIST: 10 noisy copies, each integrated in 10 steps,
 #: 100 gradients per map instead of the paper's 50 x 50 = 2,500 (chapter 3 compares the two).
@@ -236,6 +236,35 @@ def glue_all(values, prefix: str = "") -> dict:
         glue(name, value)
         out[name] = value
     return out
+
+
+def interval_text(mean: float, low: float | None = None, high: float | None = None, *,
+                  digits: int = 2, signed: bool = False) -> str:
+    """A mean and its interval as the book's tables print them: ``"mean [low, high]"``.
+
+    Pass the three numbers (e.g. what :func:`~sanity_lib.checks.statistics.bootstrap_interval`
+    or :func:`~sanity_lib.checks.statistics.paired_difference` returns, unpacked), or one
+    array of per-image values, whose 95 % bootstrap interval is computed here.
+
+    Examples
+    --------
+    >>> interval_text(0.5, 0.25, 0.75)
+    '0.50 [0.25, 0.75]'
+    >>> interval_text([0.2, 0.2, 0.2])
+    '0.20 [0.20, 0.20]'
+    >>> interval_text(0.1, -0.05, 0.25, signed=True)      # a paired difference
+    '+0.10 [-0.05, +0.25]'
+    """
+    if low is None and high is None:
+        from sanity_lib.checks.statistics import bootstrap_interval
+
+        mean, low, high = bootstrap_interval(mean)
+    elif low is None or high is None:
+        raise ValueError("pass the mean with both ends of its interval, or one array of "
+                         "values, not a mean with one end")
+    spec = f"{'+' if signed else ''}.{digits}f"
+    return f"{mean:{spec}} [{low:{spec}}, {high:{spec}}]"
+
 
 def claims_table(claims):
     """The chapter's "paper vs measured" table, for the reader: one row per claim.

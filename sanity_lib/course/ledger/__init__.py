@@ -161,5 +161,6 @@ def fmt_interval(mean: float, interval, digits: int = 2) -> str:
     >>> fmt_interval(0.934, (0.901, 0.951))
     '0.93 [0.90, 0.95]'
     """
-    low, high = interval
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    from sanity_lib.course.book import interval_text
+
+    return interval_text(mean, *interval, digits=digits)

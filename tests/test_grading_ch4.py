@@ -457,3 +457,93 @@ def test_ex5_accepts_correct_comparisons(answer):
 def test_ex5_rejects_wrong_comparisons_and_says_why(answer, message):
     with pytest.raises(CheckFailed, match=message):
         check("ch4_ex5", answer)
+
+
+# ----------------------------------------------------------------------------- ex6
+
+SAME_MEANS = {m: (a + d, b) for (m, (a, b)), d in zip(MEANS.items(),
+                                                    [0.03, 0.0, 0.0, -0.02, 0.01, 0.004,
+                                                     -0.05, 0.02])}
+
+
+def _same_class(**settings):
+    """ex3's fake result again, with target='original' (both rows: the true class) and means
+    moved by known shifts."""
+    return _result(SAME_MEANS, random_pred=Y, target="original", **settings)
+
+
+def _shift_by_hand():
+    return {m: SAME_MEANS[m][0] - MEANS[m][0] for m in MEANS}
+
+
+def test_ex6_the_fake_shift_is_what_was_built_in():
+    for m, value in ch4.class_shift(_result(MEANS), _same_class()).items():
+        assert value == pytest.approx(_shift_by_hand()[m], abs=1e-9)
+
+
+@pytest.mark.parametrize("answer", [
+    _shift_by_hand(),
+    {m: round(v, 3) for m, v in _shift_by_hand().items()},
+    {**{m: np.float32(v) for m, v in _shift_by_hand().items() if m not in ("gradient_x_input",
+                                                                          "gradcam")},
+     "Gradient x Input": 0.0, "grad-cam": 0.004},          # aliases and numpy numbers
+    {m: torch.tensor(v) for m, v in _shift_by_hand().items()},
+])
+def test_ex6_accepts_the_shift_however_written(answer):
+    assert "correct" in check("ch4_ex6", answer, result=_result(MEANS), same_class=_same_class())
+
+
+def _replace(**changes):
+    return {**_shift_by_hand(), **changes}
+
+
+@pytest.mark.parametrize("answer, message", [
+    ({m: -v for m, v in _shift_by_hand().items()}, "gradient: your shift -0.030 has the wrong sign"),
+    ({m: SAME_MEANS[m][0] for m in MEANS}, "is same_class's mean itself"),
+    ({m: abs(v) for m, v in _shift_by_hand().items()}, "smoothgrad: .* has the wrong sign"),
+    ({m: 0.0 for m in MEANS}, "gradient: your shift \\+0.000 .*measured: \\+0.030"),
+    ({"gradient": 0.03}, "has no entry for"),
+    (_replace(gradcam=-0.1), "gradcam: your shift -0.100 is not what your two results give"),
+    (_replace(gradcam="small"), "gradcam: 'small' is not a number"),
+    (_replace(gradcam=float("nan")), "gradcam: nan is not a number"),
+    ({**_shift_by_hand(), "vargrad": 0.0}, "not among the methods of your result"),
+    ([0.03, 0.0], "should be a dict"),
+    (None, "should be a dict"),
+])
+def test_ex6_rejects_wrong_shifts(answer, message):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch4_ex6", answer, result=_result(MEANS), same_class=_same_class())
+
+
+def test_ex6_names_the_signed_shift():
+    """A signed (spearman_diverging) shift is named as such: the fake moves only abs."""
+    same = _result({m: (a + 0.1, b + 0.2) for m, (a, b) in MEANS.items()},
+                   random_pred=Y, target="original")
+    signed = {m: 0.2 for m in MEANS}
+    with pytest.raises(CheckFailed, match="is the shift of spearman_diverging"):
+        check("ch4_ex6", signed, result=_result(MEANS), same_class=same)
+
+
+@pytest.mark.parametrize("same_class, message", [
+    (None, "passed as same_class=...; got None"),
+    (_result(SAME_MEANS), "same_class was run with target='argmax': each network explains its "
+                          "own top class"),
+    (_same_class(model_fingerprint="c" * 24), "different true-label networks"),
+    (_same_class(random_label_model_fingerprint="c" * 24), "different random-label networks"),
+    (_result(SAME_MEANS, random_pred=_digits(5)[1], target="original", per_class=5),
+     "explain different digits"),
+    (_same_class(methods={**METHODS, "smoothgrad": {"n_samples": 50, "noise_level": 0.3}}),
+     "smoothgrad maps of same_class were computed with"),
+    (_same_class(test="model_randomization"), "comes from the 'model_randomization' test"),
+    (_result(_without("gradcam"), random_pred=Y, target="original"), "has no maps of"),
+])
+def test_ex6_refuses_a_same_class_result_that_changes_something_else(same_class, message):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch4_ex6", _shift_by_hand(), result=_result(MEANS), same_class=same_class)
+
+
+def test_ex6_validates_result_like_ex3():
+    with pytest.raises(CheckFailed, match="compares a network with itself"):
+        check("ch4_ex6", _shift_by_hand(),
+              result=_result(MEANS, random_label_model_fingerprint="a" * 24),
+              same_class=_same_class())

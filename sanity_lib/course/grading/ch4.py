@@ -27,6 +27,12 @@ exercise     what the answer is
              comparison step of the data randomization test written by hand (both
              networks explain their own top class). Calling
              ``sl.data_randomization_test`` fails the check.
+``ch4_ex6``  a dict ``{method: shift}``: how much each method's mean
+             ``spearman_abs`` moves when the random-label network explains the
+             class the true-label network predicts (``target="original"``) instead
+             of its own, ``same_class`` minus ``result``; needs ``result=`` (ex3's)
+             and ``same_class=`` (the same test, only the target changed), and
+             recomputes every shift from them (:func:`class_shift`)
 ===========  ===================================================================
 
 ex2 does not take the chance level, or any number read off a plot, for the measurement: only
@@ -57,11 +63,11 @@ import torch
 
 from sanity_lib.checks.result import PASS_THRESHOLD
 
-from . import CheckFailed, expect, method_names, register
+from . import CheckFailed, expect, method_name, method_names, register
 
 __all__ = ["SIMILAR_THRESHOLD", "MIN_CHANGED", "MAX_CRAMERS_V",
            "ACCURACY_TOLERANCE", "MEMORIZED", "check_label_permutation", "similar_methods",
-           "shuffled_training_set"]
+           "shuffled_training_set", "SHIFT_TOLERANCE", "class_shift"]
 
 #: ex3/ex4: a method's maps "stay similar" (it fails) when the mean rank correlation between
 #: the true-label and the random-label model's maps, rescaled by the noise floor, is at least
@@ -541,3 +547,109 @@ def _check_ex5(answer, **_):
             f"With method={method!r} your values differ from the test's: yours "
             f"{np.round(got, 3).tolist()}, expected {np.round(ref, 3).tolist()}.\n"
             f"Hint: {_EX5_FORBID_HINT} Use the `method` you are given.")
+
+
+# ----------------------------------------------------------------------------- ex6
+
+#: ex6: the call the exercise asks for beside ex3's.
+EX6_WHAT = ('sl.data_randomization_test(true_cnn, random_cnn, x, methods, target="original", '
+            'cache=True)')
+#: ex6: a shift within this of the check's own is accepted (rounding to three decimals).
+SHIFT_TOLERANCE = 2e-3
+
+
+def _check_same_class(same_class, result):
+    """``same_class`` must be ex3's test again with only the explained class changed: the same
+    two networks, digits, methods and settings, ``target="original"``."""
+    from . import check_result
+
+    check_result(same_class, test="data_randomization", what=EX6_WHAT, name="same_class",
+                 methods=result.methods, metrics=("spearman_abs",),
+                 settings={"model": "MnistCNN", "random_label_model": "MnistCNN"},
+                 method_settings=EX3_METHOD_SETTINGS, min_images=10 * EX3_PER_CLASS)
+    given, ref = same_class.settings, result.settings
+    target = given.get("target", "argmax")
+    expect(target == "original",
+           f"same_class was run with target={target!r}: each network explains "
+           + ("its own top class, as in result, so nothing changed." if target == "argmax"
+              else "a class you chose, not the class the true-label network predicts."),
+           hint=f"`same_class = {EX6_WHAT}`.")
+    for key, which in (("model_fingerprint", "true-label"),
+                       ("random_label_model_fingerprint", "random-label")):
+        expect(given.get(key) == ref.get(key),
+               f"same_class and result were computed on different {which} networks: the "
+               "comparison would change two things at once.",
+               hint="Use the same `true_cnn` and `random_cnn` for both tests.")
+    same_inputs = (isinstance(same_class.inputs, torch.Tensor)
+                   and isinstance(result.inputs, torch.Tensor)
+                   and same_class.inputs.shape == result.inputs.shape
+                   and torch.equal(same_class.inputs, result.inputs))
+    expect(same_inputs, "same_class and result explain different digits: the shift would mix "
+           "the change of class with the change of digits.",
+           hint="Pass the same `x` to both tests.")
+    for m in result.methods:
+        mine = dict((given.get("methods") or {}).get(m) or {})
+        theirs = dict((ref.get("methods") or {}).get(m) or {})
+        expect(mine == theirs,
+               f"The {m} maps of same_class were computed with {mine or 'the defaults'}, those "
+               f"of result with {theirs or 'the defaults'}: only the explained class may differ.",
+               hint="Pass the same `methods` dict to both tests.")
+
+
+def class_shift(result, same_class, metric="spearman_abs"):
+    """``{method: mean of same_class - mean of result}`` at the test's one step.
+
+    Examples
+    --------
+    >>> class_shift(result, same_class)["guided_backprop"]      # doctest: +SKIP
+    0.004
+    """
+    return {m: float(same_class.mean(m, 1, metric) - result.mean(m, 1, metric))
+            for m in result.methods}
+
+
+@register("ch4_ex6")
+def _check_ex6(answer, result=None, same_class=None, **_):
+    from . import describe
+
+    _check_result(result)
+    _check_same_class(same_class, result)
+    expect(isinstance(answer, dict) and answer,
+           f"The answer should be a dict {{method: shift}}, e.g. {{'gradient': 0.01, ...}}; got "
+           f"{describe(answer)}.",
+           hint="One entry per method of `result.methods`: same_class's mean spearman_abs "
+                "minus result's.")
+    given = {}
+    for key, value in answer.items():
+        given[method_name(key, available=result.methods)] = value
+    missing = [m for m in result.methods if m not in given]
+    expect(not missing, f"Your answer has no entry for {missing}: the exercise asks for the "
+           f"shift of every method of the test ({list(result.methods)}).",
+           hint="`{m: same_class.mean(m, 1, 'spearman_abs') - result.mean(m, 1, "
+                "'spearman_abs') for m in result.methods}`.")
+    shift = class_shift(result, same_class)
+    signed = class_shift(result, same_class, "spearman_diverging") \
+        if "spearman_diverging" in same_class.metrics else {}
+    how = ("The shift is same_class's mean spearman_abs minus result's, per method: "
+           "`same_class.mean(m, 1, 'spearman_abs') - result.mean(m, 1, 'spearman_abs')`.")
+    for m in result.methods:
+        value = given[m]
+        if (isinstance(value, torch.Tensor) and value.numel() == 1
+                or isinstance(value, np.ndarray) and value.size == 1):
+            value = value.item()
+        expect(isinstance(value, numbers.Real) and not isinstance(value, bool)
+               and math.isfinite(value), f"{m}: {value!r} is not a number.", hint=how)
+        value, ref = float(value), shift[m]
+        if abs(value - ref) <= SHIFT_TOLERANCE:
+            continue
+        same_mean = same_class.mean(m, 1, "spearman_abs")
+        for wrong, message in [
+                (-ref, "has the wrong sign: you subtracted same_class from result"),
+                (same_mean, "is same_class's mean itself, not its change from result"),
+                (signed.get(m), "is the shift of spearman_diverging; the exercise asks "
+                                "about spearman_abs")]:
+            expect(wrong is None or abs(ref) <= SHIFT_TOLERANCE
+                   or abs(value - wrong) > SHIFT_TOLERANCE,
+                   f"{m}: your shift {value:+.3f} {message} (measured: {ref:+.3f}).", hint=how)
+        expect(False, f"{m}: your shift {value:+.3f} is not what your two results give "
+               f"({ref:+.3f}).", hint=how)

@@ -503,7 +503,7 @@ def _replace(**changes):
     ({m: abs(v) for m, v in _shift_by_hand().items()}, "smoothgrad: .* has the wrong sign"),
     ({m: 0.0 for m in MEANS}, "gradient: your shift \\+0.000 .*measured: \\+0.030"),
     ({"gradient": 0.03}, "has no entry for"),
-    (_replace(gradcam=-0.1), "gradcam: your shift -0.100 is not what your two results give"),
+    (_replace(gradcam=-0.1), "gradcam: your shift -0.100 is not what your results give"),
     (_replace(gradcam="small"), "gradcam: 'small' is not a number"),
     (_replace(gradcam=float("nan")), "gradcam: nan is not a number"),
     ({**_shift_by_hand(), "vargrad": 0.0}, "not among the methods of your result"),
@@ -547,3 +547,71 @@ def test_ex6_validates_result_like_ex3():
         check("ch4_ex6", _shift_by_hand(),
               result=_result(MEANS, random_label_model_fingerprint="a" * 24),
               same_class=_same_class())
+
+
+# ----------------------------------------------------------------------------- ex7
+
+CEILING_MEANS = {m: (min(a + g, 1.0), b) for (m, (a, b)), g in zip(
+    MEANS.items(), [0.34, 0.005, 0.005, 0.41, 0.2, 0.09, 0.19, 0.18])}
+
+
+def _ceiling(**settings):
+    """Two trained networks compared (the second predicts the true labels too)."""
+    return _result(CEILING_MEANS, random_pred=Y, **settings)
+
+
+def _gap_by_hand():
+    return {m: CEILING_MEANS[m][0] - MEANS[m][0] for m in MEANS}
+
+
+def test_ex7_the_fake_gap_is_what_was_built_in():
+    for m, (mean, low, high) in ch4.ceiling_gap(_result(MEANS), _ceiling()).items():
+        assert mean == pytest.approx(_gap_by_hand()[m], abs=1e-9)
+        assert low <= mean <= high
+
+
+@pytest.mark.parametrize("answer", [
+    _gap_by_hand(),
+    {m: round(v, 3) for m, v in _gap_by_hand().items()},
+    {("IG" if m == "integrated_gradients" else m): np.float64(v)
+     for m, v in _gap_by_hand().items()},
+])
+def test_ex7_accepts_the_gap_however_written(answer):
+    assert "correct" in check("ch4_ex7", answer, control=_result(MEANS), ceiling=_ceiling())
+
+
+@pytest.mark.parametrize("answer, message", [
+    ({m: -v for m, v in _gap_by_hand().items()}, "gradient: your gap -0.340 has the wrong sign"),
+    ({m: MEANS[m][0] for m in MEANS}, "gradient: .* is the control's similarity itself"),
+    ({m: 1 - MEANS[m][0] for m in MEANS}, "gradient: your gap \\+0.800 is the distance to 1"),
+    ({m: CEILING_MEANS[m][0] for m in MEANS}, "gradient: .* is the ceiling itself"),
+    ({m: 0.5 for m in MEANS}, "gradient: your gap \\+0.500 is not what your results give"),
+    ({"gradient": 0.34}, "has no entry for"),
+    (["gradient"], "should be a dict"),
+])
+def test_ex7_rejects_wrong_gaps(answer, message):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch4_ex7", answer, control=_result(MEANS), ceiling=_ceiling())
+
+
+@pytest.mark.parametrize("control, ceiling, message", [
+    (None, _ceiling(), "passed as control=...; got None"),
+    (_result(MEANS), None, "passed as ceiling=...; got None"),
+    (_result(MEANS), _result(CEILING_MEANS),       # the second network learned nothing
+     "second network of ceiling classifies only .* both learned the digits"),
+    (_result(MEANS, random_pred=Y), _ceiling(),     # control against a trained network
+     "second network of control classifies 100% .* not the random-label network"),
+    (_result(MEANS), _ceiling(model_fingerprint="c" * 24),
+     "start from different true-label networks"),
+    (_result(MEANS), _result(CEILING_MEANS, random_pred=_digits(5)[1], per_class=5),
+     "explain different digits"),
+    (_result(MEANS), _ceiling(random_label_model_fingerprint="a" * 24),
+     "compares a network with itself"),
+    (_result(MEANS), _ceiling(target="original"), "target='original'"),
+    (_result(MEANS, true_pred=torch.full((40,), 7)), _ceiling(),
+     "first network of control classifies only 10%"),
+    (_result(MEANS), _ceiling(methods={**METHODS, "gradcam": {}}), "layer=None"),
+])
+def test_ex7_refuses_results_that_cannot_answer(control, ceiling, message):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch4_ex7", _gap_by_hand(), control=control, ceiling=ceiling)

@@ -54,7 +54,7 @@ CHAPTERS = [
             correct="reversed(sl.models.layer_groups(work))",
             wrong="sl.models.layer_groups(work)",
             message="that is bottom-up (input first)"),
-    Chapter("ch04_data_randomization", 6, "ch4_ex1",  # images shuffled with their labels
+    Chapter("ch04_data_randomization", 7, "ch4_ex1",  # images shuffled with their labels
             correct="return images, labels[perm]",
             wrong="return images[perm], labels[perm]",
             message="You moved the images together with their labels"),

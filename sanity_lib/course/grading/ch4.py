@@ -33,6 +33,12 @@ exercise     what the answer is
              of its own, ``same_class`` minus ``result``; needs ``result=`` (ex3's)
              and ``same_class=`` (the same test, only the target changed), and
              recomputes every shift from them (:func:`class_shift`)
+``ch4_ex7``  a dict ``{method: gap}``: how far each method's similarity between
+             the true-label control (random-label recipe) and the random-label
+             network sits below the seed-to-seed ceiling (two such controls);
+             needs ``control=`` and ``ceiling=``, validated (trained networks,
+             the same first network and digits), and recomputes every gap
+             (:func:`ceiling_gap`)
 ===========  ===================================================================
 
 ex2 does not take the chance level, or any number read off a plot, for the measurement: only
@@ -67,7 +73,8 @@ from . import CheckFailed, expect, method_name, method_names, register
 
 __all__ = ["SIMILAR_THRESHOLD", "MIN_CHANGED", "MAX_CRAMERS_V",
            "ACCURACY_TOLERANCE", "MEMORIZED", "check_label_permutation", "similar_methods",
-           "shuffled_training_set", "SHIFT_TOLERANCE", "class_shift"]
+           "shuffled_training_set", "SHIFT_TOLERANCE", "class_shift", "ceiling_gap",
+           "per_method_numbers"]
 
 #: ex3/ex4: a method's maps "stay similar" (it fails) when the mean rank correlation between
 #: the true-label and the random-label model's maps, rescaled by the noise floor, is at least
@@ -608,48 +615,145 @@ def class_shift(result, same_class, metric="spearman_abs"):
             for m in result.methods}
 
 
-@register("ch4_ex6")
-def _check_ex6(answer, result=None, same_class=None, **_):
+def per_method_numbers(answer, reference, *, what, how, wrongs=()):
+    """Check a dict ``{method: number}`` against the check's own ``reference`` numbers.
+
+    Every method of ``reference`` needs an entry (names through the registry's aliases),
+    each a finite number within :data:`SHIFT_TOLERANCE` of the reference. Otherwise the
+    first of ``wrongs`` that the answer matches names the mistake: ``(numbers, message)``
+    pairs of the answers a typical mistake gives.
+
+    Examples
+    --------
+    >>> per_method_numbers({"IG": 0.1}, {"integrated_gradients": 0.1}, what="shift",
+    ...                    how="same minus own")
+    """
     from . import describe
 
-    _check_result(result)
-    _check_same_class(same_class, result)
+    methods = list(reference)
     expect(isinstance(answer, dict) and answer,
-           f"The answer should be a dict {{method: shift}}, e.g. {{'gradient': 0.01, ...}}; got "
-           f"{describe(answer)}.",
-           hint="One entry per method of `result.methods`: same_class's mean spearman_abs "
-                "minus result's.")
-    given = {}
-    for key, value in answer.items():
-        given[method_name(key, available=result.methods)] = value
-    missing = [m for m in result.methods if m not in given]
+           f"The answer should be a dict {{method: {what}}}, e.g. {{'gradient': 0.01, ...}}; "
+           f"got {describe(answer)}.", hint=how)
+    given = {method_name(key, available=methods): value for key, value in answer.items()}
+    missing = [m for m in methods if m not in given]
     expect(not missing, f"Your answer has no entry for {missing}: the exercise asks for the "
-           f"shift of every method of the test ({list(result.methods)}).",
-           hint="`{m: same_class.mean(m, 1, 'spearman_abs') - result.mean(m, 1, "
-                "'spearman_abs') for m in result.methods}`.")
-    shift = class_shift(result, same_class)
-    signed = class_shift(result, same_class, "spearman_diverging") \
-        if "spearman_diverging" in same_class.metrics else {}
-    how = ("The shift is same_class's mean spearman_abs minus result's, per method: "
-           "`same_class.mean(m, 1, 'spearman_abs') - result.mean(m, 1, 'spearman_abs')`.")
-    for m in result.methods:
-        value = given[m]
+           f"{what} of every method of the test ({methods}).", hint=how)
+    for m in methods:
+        value, ref = given[m], reference[m]
         if (isinstance(value, torch.Tensor) and value.numel() == 1
                 or isinstance(value, np.ndarray) and value.size == 1):
             value = value.item()
         expect(isinstance(value, numbers.Real) and not isinstance(value, bool)
                and math.isfinite(value), f"{m}: {value!r} is not a number.", hint=how)
-        value, ref = float(value), shift[m]
+        value = float(value)
         if abs(value - ref) <= SHIFT_TOLERANCE:
             continue
-        same_mean = same_class.mean(m, 1, "spearman_abs")
-        for wrong, message in [
-                (-ref, "has the wrong sign: you subtracted same_class from result"),
-                (same_mean, "is same_class's mean itself, not its change from result"),
-                (signed.get(m), "is the shift of spearman_diverging; the exercise asks "
-                                "about spearman_abs")]:
-            expect(wrong is None or abs(ref) <= SHIFT_TOLERANCE
-                   or abs(value - wrong) > SHIFT_TOLERANCE,
-                   f"{m}: your shift {value:+.3f} {message} (measured: {ref:+.3f}).", hint=how)
-        expect(False, f"{m}: your shift {value:+.3f} is not what your two results give "
+        for wrong, message in wrongs:
+            expect(wrong.get(m) is None or abs(ref - wrong[m]) <= SHIFT_TOLERANCE
+                   or abs(value - wrong[m]) > SHIFT_TOLERANCE,
+                   f"{m}: your {what} {value:+.3f} {message} (measured: {ref:+.3f}).", hint=how)
+        expect(False, f"{m}: your {what} {value:+.3f} is not what your results give "
                f"({ref:+.3f}).", hint=how)
+
+
+@register("ch4_ex6")
+def _check_ex6(answer, result=None, same_class=None, **_):
+    _check_result(result)
+    _check_same_class(same_class, result)
+    shift = class_shift(result, same_class)
+    signed = class_shift(result, same_class, "spearman_diverging") \
+        if "spearman_diverging" in same_class.metrics else {}
+    per_method_numbers(
+        answer, shift, what="shift",
+        how=("The shift is same_class's mean spearman_abs minus result's, per method: "
+             "`same_class.mean(m, 1, 'spearman_abs') - result.mean(m, 1, 'spearman_abs')`."),
+        wrongs=[({m: -v for m, v in shift.items()},
+                 "has the wrong sign: you subtracted same_class from result"),
+                ({m: same_class.mean(m, 1) for m in shift},
+                 "is same_class's mean itself, not its change from result"),
+                (signed, "is the shift of spearman_diverging; the exercise asks about "
+                         "spearman_abs")])
+
+
+# ----------------------------------------------------------------------------- ex7
+
+#: ex7: the calls the exercise asks for.
+EX7_CONTROL = "sl.data_randomization_test(control, random_cnn, x, methods, cache=True)"
+EX7_CEILING = "sl.data_randomization_test(control, control_2, x, methods, cache=True)"
+
+
+def _check_pair(result, *, name, what, second_trained):
+    """A data randomization result of the exercise's methods and digits whose first network
+    is trained on the true labels and whose second is (``second_trained``) or is not."""
+    from sanity_lib.checks import DEFAULT_METHODS
+
+    from . import TRAINED_ACCURACY, check_result, mnist_test_labels
+
+    check_result(result, test="data_randomization", what=what, name=name,
+                 methods=DEFAULT_METHODS, metrics=("spearman_abs",),
+                 settings={"model": "MnistCNN", "random_label_model": "MnistCNN",
+                           "target": "argmax"},
+                 method_settings=EX3_METHOD_SETTINGS, min_images=10 * EX3_PER_CLASS)
+    settings = result.settings
+    expect(settings.get("model_fingerprint") != settings.get("random_label_model_fingerprint"),
+           f"The result passed as {name}= compares a network with itself: every map is "
+           "identical, so it says nothing.", hint=f"`{name} = {what}`.")
+    labels = mnist_test_labels(result, what=what, name=name, min_per_class=EX3_PER_CLASS)
+    accuracy = [(result.targets[k].long() == labels).double().mean().item() for k in (0, 1)]
+    expect(accuracy[0] >= TRAINED_ACCURACY,
+           f"The first network of {name} classifies only {accuracy[0]:.0%} of its digits "
+           "correctly: it is not a network trained on the true labels.",
+           hint=f"`{name} = {what}`, with `control` first.")
+    if second_trained:
+        expect(accuracy[1] >= TRAINED_ACCURACY,
+               f"The second network of {name} classifies only {accuracy[1]:.0%} of the digits "
+               "correctly: the ceiling compares two networks that both learned the digits.",
+               hint='`control_2, _ = sl.training.trained_mnist_model("cnn", "true", '
+                    'recipe="random", seed=1)`.')
+    else:
+        expect(accuracy[1] < 0.5,
+               f"The second network of {name} classifies {accuracy[1]:.0%} of the digits "
+               "correctly: it learned the digits, so it is not the random-label network.",
+               hint=f"`{name} = {what}`, with `random_cnn` second.")
+
+
+def ceiling_gap(control, ceiling, metric="spearman_abs"):
+    """``{method: (mean, low, high)}``: how far each method's true-vs-random similarity sits
+    below its seed-to-seed ceiling, per digit (ceiling minus control, a paired difference
+    with its 95 % bootstrap interval).
+
+    Examples
+    --------
+    >>> ceiling_gap(control, ceiling)["gradient"]      # doctest: +SKIP
+    (0.34, 0.29, 0.39)
+    """
+    from sanity_lib.checks.statistics import paired_difference
+
+    return {m: paired_difference(ceiling.values(m, 1, metric), control.values(m, 1, metric))
+            for m in control.methods}
+
+
+@register("ch4_ex7")
+def _check_ex7(answer, control=None, ceiling=None, **_):
+    _check_pair(control, name="control", what=EX7_CONTROL, second_trained=False)
+    _check_pair(ceiling, name="ceiling", what=EX7_CEILING, second_trained=True)
+    expect(control.settings.get("model_fingerprint") == ceiling.settings.get("model_fingerprint"),
+           "control and ceiling start from different true-label networks: the gap would mix "
+           "two changes.", hint="Put the same `control` network first in both tests.")
+    expect(control.inputs.shape == ceiling.inputs.shape
+           and torch.equal(control.inputs, ceiling.inputs),
+           "control and ceiling explain different digits: a per-image (paired) difference "
+           "needs the same digits in the same order.", hint="Pass the same `x` to both tests.")
+    gap = {m: mean for m, (mean, _, _) in ceiling_gap(control, ceiling).items()}
+    per_method_numbers(
+        answer, gap, what="gap",
+        how=("The gap is the ceiling's mean spearman_abs minus the control's, per method: "
+             "`ceiling.mean(m, 1) - control.mean(m, 1)` (the mean of the paired "
+             "per-digit differences is the same number)."),
+        wrongs=[({m: -v for m, v in gap.items()},
+                 "has the wrong sign: you subtracted the ceiling from the control"),
+                ({m: control.mean(m, 1) for m in gap},
+                 "is the control's similarity itself, not its distance to the ceiling"),
+                ({m: 1 - control.mean(m, 1) for m in gap},
+                 "is the distance to 1 (identical maps), not to the seed-to-seed ceiling"),
+                ({m: ceiling.mean(m, 1) for m in gap}, "is the ceiling itself")])

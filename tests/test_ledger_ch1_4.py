@@ -300,3 +300,18 @@ def test_every_claim_names_its_source(module):
     measured = {ch1: ch1_measured, ch2: ch2_measured, ch3: ch3_measured, ch4: ch4_measured}
     for claim in module.claims(measured[module]()):
         assert claim.source.startswith(("Sec.", "Fig.")), claim
+
+
+def test_ch2_floor_claim_states_how_many_photos():
+    claim = ch2.real_map_floor(ch2_measured(n_photos=8))
+    assert "8 photos" in claim.measured and "8 photos" in claim.setting
+    assert "5 photos" not in ch2.real_map_floor(ch2_measured()).measured
+
+
+def test_ch3_settings_state_how_many_inputs_the_intervals_are_over():
+    settings = [c.setting for c in ch3.claims(ch3.agreeing_example() | {"n_photos": 8,
+                                                                       "n_digits": 20})]
+    assert sum("8 photos" in s for s in settings) == 3
+    assert sum("20 MNIST digits" in s or "20 test digits" in s for s in settings) == 2
+    assert not any("3 photos" in s for s in (c.setting for c in ch3.claims(
+        ch3.agreeing_example())))

@@ -302,3 +302,11 @@ def test_ch8_missing_number_is_named():
     del m["effnet_gradient"]
     with pytest.raises(KeyError, match="effnet_gradient"):
         ch8.claims(m)
+
+
+def test_ch8_settings_state_how_many_inputs_the_intervals_are_over():
+    settings = [c.setting for c in ch8.claims({**ch8_agreeing(), "n_digits": 100,
+                                              "n_photos": 8})]
+    assert sum("100 test digits" in s for s in settings) == 4
+    assert settings[-1] == "8 photos"
+    assert "10 test digits" not in ch8.claims(ch8_agreeing())[0].setting

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["take", "finite", "mean_and_interval"]
+__all__ = ["take", "finite", "mean_and_interval", "count_text"]
 
 
 def take(measured: dict, *names: str):
@@ -88,3 +88,15 @@ def mean_and_interval(measured: dict, key: str) -> tuple:
     """
     mean, ci = take(measured, key, f"{key}_ci")
     return finite(key, mean), ci
+
+
+def count_text(measured: dict, key: str, what: str) -> str:
+    """How many inputs a claim's numbers are over, for its ``setting``: ``"8 photos"`` from
+    ``measured["n_photos"] == 8``, or just ``what`` when the chapter does not say.
+
+    Examples
+    --------
+    >>> count_text({"n_photos": 8}, "n_photos", "photos"), count_text({}, "n_photos", "photos")
+    ('8 photos', 'photos')
+    """
+    return f"{int(measured[key])} {what}" if key in measured else what

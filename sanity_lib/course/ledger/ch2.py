@@ -6,7 +6,7 @@ What the chapter hands in (``measured``):
 key                                    what it is
 =====================================  =====================================================
 ``floor_real_<metric>``                a real gradient map against a Gaussian mask, mean
-                                       over the 5 photos, for each of the four metrics
+                                       over the photos, for each of the four metrics
 ``floor_uniform_<metric>``             two Uniform[-1, 1] masks (224 x 224, one channel),
                                        mean over 50 pairs, for each metric
 ``floor_uniform3_hog``                 the same with 3-channel masks, HOG only
@@ -15,6 +15,7 @@ key                                    what it is
                                        it is 0 by construction)
 ``gxi_abs``, ``gxi_diverging``,        rank correlation of the gradient with gradient x
 ``gxi_diverging_min``                  input, abs and signed (mean over photos; signed min)
+``n_photos`` (optional)                how many photos the photo numbers average over
 =====================================  =====================================================
 
 The rank correlations of independent random maps are 0 by construction, so no rule rests on
@@ -34,7 +35,7 @@ Examples
 from __future__ import annotations
 
 from . import Claim, all_of
-from ._measured import finite, take
+from ._measured import count_text, finite, take
 
 __all__ = ["claims", "real_map_floor", "uniform_floor", "input_times_random",
            "abs_hides_sign", "METRICS", "PAPER_REAL_FLOOR", "PAPER_UNIFORM_HOG"]
@@ -67,14 +68,15 @@ def real_map_floor(measured: dict) -> Claim:
     """
     floor = _floors(measured, "floor_real")
     worst = max(abs(floor["ssim"]), abs(floor["hog"]))
+    photos = count_text(measured, "n_photos", "photos")
     return Claim(
         "Noise floor: real map vs Gaussian mask",
         paper=f"≈ 0.000-{PAPER_REAL_FLOOR:.3f} for all four metrics (50 ImageNet images)",
         source="Sec. 3 (similarity metrics) and appendix",
-        measured=_fmt(floor) + " (5 photos, gradient); judged by SSIM and HOG, the rank "
+        measured=_fmt(floor) + f" ({photos}, gradient); judged by SSIM and HOG, the rank "
                                "correlations of independent maps being 0 by construction",
         agrees=True if worst <= PAPER_REAL_FLOOR else (None if worst <= 0.03 else False),
-        setting="EfficientNet-Lite0 on 5 photos instead of Inception v3 on 50 images")
+        setting=f"EfficientNet-Lite0 on {photos} instead of Inception v3 on 50 images")
 
 
 def uniform_floor(measured: dict) -> Claim:

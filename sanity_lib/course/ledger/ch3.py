@@ -17,6 +17,8 @@ key                                                 what it is
                                                     below 0.5 (``result.first_step_below``), or
                                                     None if none is
 ``stage6_step``                                     the step number of ``stage6``
+``n_photos``, ``n_digits`` (optional)               how many photos and MNIST digits the
+                                                    intervals are over (shown in ``setting``)
 ==================================================  ==============================================
 
 The similarity of two independent random maps (the noise floor) is not a claim here: their
@@ -31,13 +33,16 @@ Examples
 from __future__ import annotations
 
 from . import Claim, all_of, fmt_interval, interval_above, interval_below
-from ._measured import finite, mean_and_interval, take
+from ._measured import count_text, finite, mean_and_interval, take
 
 __all__ = ["claims", "gradient_passes", "gradcam_passes", "gbp_top_invariant",
            "guided_gradcam_like_gbp", "input_times_abs_only", "mnist_gbp_dense",
            "agreeing_example"]
 
-_SETTING = "EfficientNet-Lite0, 3 photos, truncated-normal init, BN statistics kept"
+
+def _setting(measured):
+    photos = count_text(measured, "n_photos", "photos")
+    return f"EfficientNet-Lite0, {photos}, truncated-normal init, BN statistics kept"
 
 
 
@@ -75,7 +80,7 @@ def gradient_passes(measured: dict) -> Claim:
         measured=f"spearman_abs {fmt_interval(a, a_ci)} after logits, {stem:.2f} fully "
                  f"random; signed {fmt_interval(d, d_ci)} after logits",
         agrees=all_of(interval_below(a_ci, 0.6), interval_below(d_ci, 0.3)),
-        setting=_SETTING)
+        setting=_setting(measured))
 
 
 def gradcam_passes(measured: dict) -> Claim:
@@ -132,7 +137,7 @@ def gbp_top_invariant(measured: dict) -> Claim:
         measured=f"spearman_abs {fmt_interval(s7, s7_ci)} with logits, head and stage7 random; "
                  f"first mean below 0.5: {where} (stage6 is step {stage6})",
         agrees=all_of(interval_above(s7_ci, 0.9), first is not None and first >= stage6),
-        setting=_SETTING)
+        setting=_setting(measured))
 
 
 def guided_gradcam_like_gbp(measured: dict) -> Claim:
@@ -153,7 +158,7 @@ def guided_gradcam_like_gbp(measured: dict) -> Claim:
         source="Sec. 4 (cascading randomization), Figs. 2-3",
         measured=f"spearman_abs {fmt_interval(s7, s7_ci)} after stage7, {stem:.2f} fully random",
         agrees=interval_above(s7_ci, 0.7),
-        setting=_SETTING)
+        setting=_setting(measured))
 
 
 def input_times_abs_only(measured: dict) -> Claim:
@@ -182,7 +187,8 @@ def input_times_abs_only(measured: dict) -> Claim:
                  f"{gxi_d:.2f} / {ig_d:.2f} (grad⊙input / IG); MNIST fully random: "
                  f"grad⊙input abs {fmt_interval(mn, mn_ci)}",
         agrees=all_of(gxi_a > 2 * gxi_d, interval_above(mn_ci, 0.8)),
-        setting="IG with 8 steps on EfficientNet (paper: 50); 20 MNIST digits")
+        setting="IG with 8 steps on EfficientNet (paper: 50); "
+                f"{count_text(measured, 'n_digits', 'MNIST digits')}")
 
 
 def mnist_gbp_dense(measured: dict) -> Claim:
@@ -207,7 +213,8 @@ def mnist_gbp_dense(measured: dict) -> Claim:
         measured=f"spearman_abs after logits+fc1: GBP {fmt_interval(gbp, gbp_ci)}, gradient "
                  f"{fmt_interval(grad, grad_ci)}",
         agrees=all_of(interval_above(gbp_ci, 0.7), interval_below(grad_ci, 0.5)),
-        setting="CNN trained on the 8,000 embedded digits; 20 test digits")
+        setting="CNN trained on the 8,000 embedded digits; "
+                f"{count_text(measured, 'n_digits', 'test digits')}")
 
 
 def claims(measured: dict) -> list[Claim]:

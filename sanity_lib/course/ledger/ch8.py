@@ -15,7 +15,8 @@ Keys of ``measured`` (:func:`needs`), each a ``(retained_low, retained_high)`` i
 and signed), ``data_<m>_abs`` (the data randomization test), ``effnet_<m>``
 (EfficientNet-Lite0 after the logits, head and stage7), each for the methods the claims
 name; and two numbers, ``memorized`` and ``random_test`` (the random-label network's
-accuracy on its training labels and on the test digits, as fractions).
+accuracy on its training labels and on the test digits, as fractions). Optional:
+``n_digits`` and ``n_photos``, how many inputs the intervals are over (shown in ``setting``).
 
 Examples
 --------
@@ -30,14 +31,14 @@ from __future__ import annotations
 from sanity_lib.checks.result import PASS_THRESHOLD, call_from_interval
 
 from . import Claim, all_of
-from ._measured import finite, take
+from ._measured import count_text, finite, take
 
 __all__ = ["judge", "expect", "needs", "claims"]
 
 OPPOSITE = {"passes": "fails", "fails": "passes"}
 SOURCE_MRT = "Sec. 4 (cascading randomization), Figs. 2-3"
 SOURCE_DRT = "Sec. 5 (data randomization)"
-SETTING = ("torchvision ResNet-10 trained 2 epochs on 2,000 digits; 10 test digits; IG 8 steps, "
+SETTING = ("torchvision ResNet-10 trained 2 epochs on 2,000 digits; {digits}; IG 8 steps, "
            "SmoothGrad 8 samples; GradCAM at layer3")
 LABEL = {"gradient": "gradient", "gradcam": "GradCAM", "guided_backprop": "GBP",
          "gradient_x_input": "G⊙I", "integrated_gradients": "IG"}
@@ -99,6 +100,8 @@ def claims(measured: dict) -> list[Claim]:
             raise ValueError(f"measured[{key!r}] must be a (retained_low, retained_high) "
                              f"interval, not {m[key]!r}: take it from sl.checks.verdict")
         m[key] = tuple(finite(key, v) for v in m[key])
+    setting = SETTING.format(digits=count_text(measured, "n_digits", "test digits"))
+    photos = count_text(measured, "n_photos", "photos")
 
     def part(prefix, methods, suffix=""):
         return {k: m[f"{prefix}_{k}{suffix}"] for k in methods}
@@ -118,11 +121,11 @@ def claims(measured: dict) -> list[Claim]:
               paper="the maps change as soon as the top layers are randomized",
               source=SOURCE_MRT,
               measured=f"{RETAINED} after logits + layer4: {shown(top)}",
-              agrees=expect(top, {"gradient": "passes", "gradcam": "passes"}), setting=SETTING),
+              agrees=expect(top, {"gradient": "passes", "gradcam": "passes"}), setting=setting),
         Claim("Guided Backprop is invariant to the top layers (ResNet-10)",
               paper="GBP stays similar until the lower layers are randomized", source=SOURCE_MRT,
               measured=f"{RETAINED} after logits + layer4: {shown(gbp)}",
-              agrees=expect(gbp, {"guided_backprop": "fails"}), setting=SETTING),
+              agrees=expect(gbp, {"guided_backprop": "fails"}), setting=setting),
         Claim("Gradient ⊙ Input and IG look unchanged in absolute value but their signed maps "
               "change (ResNet-10)",
               paper="absolute maps similar, signed maps change", source=SOURCE_MRT,
@@ -130,7 +133,7 @@ def claims(measured: dict) -> list[Claim]:
                        f"{shown(prod_abs)}; signed: {shown(prod_div)}",
               agrees=all_of(expect(prod_abs, dict.fromkeys(products, "fails")),
                             expect(prod_div, dict.fromkeys(products, "passes"))),
-              setting=SETTING),
+              setting=setting),
         Claim("A network fits permuted labels, with test accuracy at chance (ResNet-10)",
               paper="training accuracy above 95 %, test accuracy at chance", source=SOURCE_DRT,
               measured=f"memorized {m['memorized']:.1%} of its shuffled labels, test accuracy "
@@ -141,10 +144,10 @@ def claims(measured: dict) -> list[Claim]:
               paper="gradient and GradCAM maps change; GBP's stay similar", source=SOURCE_DRT,
               measured=f"{RETAINED}: {shown(data)}",
               agrees=expect(data, {"gradient": "passes", "gradcam": "passes",
-                                   "guided_backprop": "fails"}), setting=SETTING),
+                                   "guided_backprop": "fails"}), setting=setting),
         Claim("Same recipe on EfficientNet-Lite0: Guided Backprop fails, the gradient passes",
               paper="GBP invariant to the top layers; the gradient changes", source=SOURCE_MRT,
               measured=f"{RETAINED} after logits, head, stage7: {shown(effnet)}",
               agrees=expect(effnet, {"guided_backprop": "fails", "gradient": "passes"}),
-              setting="2 photos"),
+              setting=photos),
     ]

@@ -2,7 +2,8 @@
 
 Right answers are written here independently of sanity_lib: Integrated Gradients by hand (right,
 left and midpoint sums), the x * u correlations with numpy draws and scipy, the Sobel magnitude
-with a Conv2d, F.conv2d and shifted slices. Each exercise has a catalogue of wrong answers (the
+with a Conv2d, F.conv2d and shifted slices, the edge agreement and its mismatched-image null
+with scipy's spearmanr or ranks from argsort. Each exercise has a catalogue of wrong answers (the
 usual mistakes, answers that call the library instead of doing the work, made-up numbers, bad
 input), each of which must fail with a message that says what is wrong.
 """
@@ -321,6 +322,210 @@ def test_ex3_accepts_right_sobel_magnitudes(answer):
 def test_ex3_rejects_wrong_answers_and_says_why(answer, message):
     with pytest.raises(CheckFailed, match=message):
         check("ch5_ex3", answer)
+
+
+# ----------------------------------------------------------------------------- ex4
+
+def spearman_rows(a, b):
+    """scipy's Spearman of each image's pixels in a with the same image's pixels in b."""
+    return np.array([stats.spearmanr(x.ravel(), y.ravel())[0]
+                     for x, y in zip(np.asarray(a), np.asarray(b))])
+
+
+def pearson_rows(a, b):
+    return np.array([np.corrcoef(x.ravel(), y.ravel())[0, 1]
+                     for x, y in zip(np.asarray(a), np.asarray(b))])
+
+
+def spearman_by_argsort(a, b):
+    """Spearman as the Pearson correlation of ranks from a double argsort, in torch (no ties
+    in the check's edge maps, so no averaging of tied ranks is needed)."""
+    ra, rb = (t.flatten(1).argsort(1).argsort(1).double() for t in (a, b))
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))
+
+
+def batch_spearman(a, b):
+    """One rank correlation over every pixel of the batch, repeated for each image."""
+    return np.full(len(a), stats.spearmanr(np.asarray(a).ravel(), np.asarray(b).ravel())[0])
+
+
+def map_edges(maps):
+    return sobel_by_conv(maps.abs()[:, None]).detach()
+
+
+def image_edges(gray):
+    return sobel_by_conv(gray).detach()
+
+
+def next_image(edges):
+    return torch.roll(edges, -1, dims=0)          # row i holds image (i + 1) mod N
+
+
+def make_edge_excess(corr=spearman_rows, of_map=map_edges, of_image=image_edges,
+                     partner=next_image, excess=lambda same, other: same - other,
+                     one_image=True):
+    """An `edge_excess` built from its parts; each wrong answer below swaps one part."""
+    def edge_excess(maps, gray):
+        if one_image and maps.shape[0] < 2:
+            raise ValueError("the mismatched-image null needs at least two images")
+        m, e = of_map(maps), of_image(gray)
+        same, other = corr(m, e), corr(m, partner(e))
+        return {"same": same, "mismatched": other, "excess": excess(same, other)}
+    return edge_excess
+
+
+def mean_over_other_images(maps, gray):
+    if len(maps) < 2:
+        raise ValueError("one image has no other image")
+    m, e = map_edges(maps), image_edges(gray)
+    n = len(maps)
+    table = np.array([[stats.spearmanr(m[i].ravel(), e[j].ravel())[0] for j in range(n)]
+                      for i in range(n)])
+    same = np.diag(table)
+    other = (table.sum(1) - same) / (n - 1)
+    return {"same": same, "mismatched": other, "excess": same - other}
+
+
+def as_lists(maps, gray):
+    return {k: [float(v) for v in values]
+            for k, values in make_edge_excess()(maps, gray).items()}
+
+
+def shifted_together(maps, gray):
+    m, e = map_edges(maps), image_edges(gray)
+    same = spearman_rows(m, e)
+    other = spearman_rows(next_image(m), next_image(e))
+    return {"same": same, "mismatched": other, "excess": same - other}
+
+
+def by_edge_agreement(maps, gray):
+    import sanity_lib as sl
+
+    table = sl.studies.failures.edge_agreement(maps, gray, measures="sobel_edges",
+                                               pairing=["same", "mismatched"])
+    same, other = (table[table["pairing"] == p]["value"].to_numpy()
+                   for p in ("same", "mismatched"))
+    return {"same": same, "mismatched": other, "excess": same - other}
+
+
+def by_library_edge_maps(maps, gray):
+    import sanity_lib as sl
+
+    edges = sl.studies.failures.edge_maps
+    return make_edge_excess(of_map=lambda m: edges(m.abs(), "sobel"),
+                            of_image=lambda g: edges(g, "sobel"))(maps, gray)
+
+
+def by_skimage_sobel(maps, gray):
+    from skimage.filters import sobel
+
+    def sobel_each(batch):
+        return np.stack([sobel(x) for x in batch.double().numpy()])
+
+    return make_edge_excess(of_map=lambda m: sobel_each(m.abs()),
+                            of_image=lambda g: sobel_each(g[:, 0]),
+                            partner=lambda e: np.roll(e, -1, axis=0))(maps, gray)
+
+
+def changes_maps(maps, gray):
+    maps.abs_()
+    return make_edge_excess()(maps, gray)
+
+
+def asserts_two_images(maps, gray):
+    assert len(maps) > 1
+    return make_edge_excess(one_image=False)(maps, gray)
+
+
+def without(key):
+    def answer(maps, gray):
+        out = make_edge_excess()(maps, gray)
+        del out[key]
+        return out
+    return answer
+
+
+def with_value(key, value):
+    def answer(maps, gray):
+        return {**make_edge_excess()(maps, gray), key: value(len(maps))}
+    return answer
+
+
+EX4_RIGHT = [
+    ("Sobel conv, scipy's spearmanr, image i + 1", make_edge_excess()),
+    ("image i - 1 (torch.roll by +1)", make_edge_excess(
+        partner=lambda e: torch.roll(e, 1, dims=0))),
+    ("null averaged over every other image", mean_over_other_images),
+    ("ranks by double argsort, in torch", make_edge_excess(corr=spearman_by_argsort)),
+    ("Sobel by shifted slices", make_edge_excess(
+        of_map=lambda m: sobel_by_slicing(m.abs()[:, None]), of_image=sobel_by_slicing)),
+    ("lists of floats", as_lists),
+]
+
+EX4_WRONG = [
+    ("|map| against Sobel(image): no edges of the map", make_edge_excess(
+        of_map=lambda m: m.abs()), "You correlated \\|map\\| itself"),
+    ("edges of the signed map", make_edge_excess(
+        of_map=lambda m: sobel_by_conv(m[:, None]).detach()), "Sobel magnitude of the signed map"),
+    ("Pearson instead of Spearman", make_edge_excess(corr=pearson_rows), "Pearson"),
+    ("map edges against the image itself", make_edge_excess(of_image=lambda g: g[:, 0]),
+     "with the image itself"),
+    ("one correlation for the whole batch", make_edge_excess(corr=batch_spearman),
+     "over the whole batch"),
+    ("Sobel padded with zeros", make_edge_excess(
+        of_map=lambda m: torch.sqrt((conv_layer("zeros")(m.abs()[:, None]) ** 2).sum(1) / 2),
+        of_image=lambda g: torch.sqrt((conv_layer("zeros")(g) ** 2).sum(1) / 2)),
+     "pad the border with zeros"),
+    ("null against the image's own edges", make_edge_excess(partner=lambda e: e),
+     "null compares each map with its own image's edges"),
+    ("maps and images shifted together", shifted_together,
+     "shifted the maps and the images together"),
+    ("null against a random image", make_edge_excess(
+        partner=lambda e: torch.rand(e.shape, generator=torch.Generator().manual_seed(0))),
+     "'mismatched' values are not the rank correlation"),
+    ("one image paired with itself", make_edge_excess(one_image=False), "With one image"),
+    ("assert instead of ValueError", asserts_two_images, "raised AssertionError"),
+    ("excess with the wrong sign", make_edge_excess(excess=lambda s, o: o - s), "wrong sign"),
+    ("unpaired: difference of the means", make_edge_excess(
+        excess=lambda s, o: s.mean() - o.mean()), "unpaired difference of means"),
+    ("unpaired: the mean of the means, per image", make_edge_excess(
+        excess=lambda s, o: np.full(len(s), s.mean() - o.mean())), "difference of the two means"),
+    ("unpaired: each image minus the mean null", make_edge_excess(
+        excess=lambda s, o: s - o.mean()), "\\*mean\\* of the null"),
+    ("excess as a ratio", make_edge_excess(excess=lambda s, o: s / o), "'excess' is not same"),
+    ("made-up numbers", lambda m, g: {k: np.full(len(m), v) for k, v in
+                                      (("same", 0.4), ("mismatched", 0.1), ("excess", 0.3))},
+     "'same' values are not the rank correlation"),
+    ("the library's edge_agreement", by_edge_agreement, "calls sanity_lib.studies.failures"),
+    ("the library's edge_maps", by_library_edge_maps, "calls sanity_lib.studies.failures"),
+    ("scikit-image's sobel", by_skimage_sobel, "calls skimage.filters"),
+    ("missing key", without("excess"), "no key 'excess'"),
+    ("a tuple, not a dict", lambda m, g: tuple(make_edge_excess()(m, g).values()),
+     "should return a dict"),
+    ("one value short", with_value("same", lambda n: np.zeros(n - 1)), "one per image"),
+    ("NaN", with_value("mismatched", lambda n: np.full(n, np.nan)), "NaN or inf"),
+    ("a string", with_value("excess", lambda n: "positive"),
+     "torch tensor or a numpy array of numbers"),
+    ("changes maps in place", changes_maps, "changed its argument `maps` in place"),
+    ("raises inside", lambda m, g: torch.cat([m, g]), "raised RuntimeError"),
+    ("None", None, "function `edge_excess` itself"),
+    ("a string as the answer", "edge_excess", "function `edge_excess` itself"),
+    ("a tensor as the answer", torch.zeros(3), "function `edge_excess` itself"),
+    ("wrong signature", lambda maps: maps, "cannot be called as edge_excess"),
+]
+
+
+@pytest.mark.parametrize("answer", [a for _, a in EX4_RIGHT], ids=[i for i, _ in EX4_RIGHT])
+def test_ex4_accepts_right_edge_excess(answer):
+    assert "correct" in check("ch5_ex4", answer)
+
+
+@pytest.mark.parametrize("answer, message", [w[1:] for w in EX4_WRONG],
+                         ids=[w[0] for w in EX4_WRONG])
+def test_ex4_rejects_wrong_answers_and_says_why(answer, message):
+    with pytest.raises(CheckFailed, match=message):
+        check("ch5_ex4", answer)
 
 
 def prepare_ex2(factory, context):

@@ -58,7 +58,7 @@ CHAPTERS = [
             correct="return images, labels[perm]",
             wrong="return images[perm], labels[perm]",
             message="You moved the images together with their labels"),
-    Chapter("ch05_why_methods_fail", 3, "ch5_ex1",  # IG without the (x - x') factor
+    Chapter("ch05_why_methods_fail", 4, "ch5_ex1",  # IG without the (x - x') factor
             correct="return (x - baseline) * total / n_steps",
             wrong="return total / n_steps",
             message="You returned the average gradient along the path and forgot to multiply"),

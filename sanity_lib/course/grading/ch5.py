@@ -13,16 +13,23 @@ exercise     what the answer is
 ``ch5_ex3``  a function ``sobel_magnitude(gray)``: N x 1 x H x W grey images ->
              N x H x W, computed with a hand-built convolution holding the Sobel
              kernels and equal to ``skimage.filters.sobel``
+``ch5_ex4``  a function ``edge_excess(maps, gray)``: N x H x W maps and N x 1 x H x W
+             grey images -> ``{"same", "mismatched", "excess"}``, N values each: the
+             Spearman correlation of the student's Sobel magnitude of ``|map|`` with
+             that of its own image, with that of image ``(i + 1) mod N`` (the
+             mismatched-image null; ``i - 1`` or the mean over every other image
+             pass too), and their paired difference; ``ValueError`` for one image
 ===========  ===================================================================
 
 Each check compares with an independent computation (a quadrature of high order, fresh random
-draws, scikit-image) and, when the answer is wrong, recomputes the typical mistakes to say which
-one was made. ex1 and ex3 ask the student to *write* a method, so the student's function is
-called with the libraries that already compute it (Captum and ``sanity_lib.saliency`` for IG;
-scikit-image's filters, ``scipy.ndimage`` and ``sanity_lib.studies.failures`` for Sobel)
+draws, scikit-image, scipy's Sobel and ranks in float64) and, when the answer is wrong,
+recomputes the typical mistakes to say which one was made. ex1, ex3 and ex4 ask the student to
+*write* a method, so the student's function is called with the libraries that already compute
+it (Captum and ``sanity_lib.saliency`` for IG; scikit-image's filters, ``scipy.ndimage`` and
+``sanity_lib.studies.failures``, whose ``edge_agreement`` is ex4's measure, for Sobel and ex4)
 watched: calling them fails the check (:class:`~sanity_lib.course.grading.forbid_library`).
 ex1 also runs the function with few steps, where the quadrature rule shows, so that ignoring
-``n_steps`` fails.
+``n_steps`` fails; ex4 runs it on one image, where there is no other image for the null.
 
 Examples
 --------
@@ -44,6 +51,15 @@ Traceback (most recent call last):
 ...
 sanity_lib.course.grading.CheckFailed: Your answer calls skimage.filters.edges.sobel: the exercise asks you to write the Sobel magnitude as a convolution yourself.
 Hint: Build the Conv2d with the two Sobel kernels; skimage.filters.sobel is only the reference the check compares with.
+>>> def edge_excess(maps, gray):
+...     if len(maps) < 2:
+...         raise ValueError("the mismatched-image null needs two images")
+...     edges = sobel_magnitude(maps.abs()[:, None]), sobel_magnitude(gray)
+...     same = sl.similarity.spearman(*edges, mode=None)
+...     other = sl.similarity.spearman(edges[0], edges[1].roll(-1, dims=0), mode=None)
+...     return {"same": same, "mismatched": other, "excess": same - other}
+>>> sl.grading.check("ch5_ex4", edge_excess)
+'ch5_ex4: correct. Well done!'
 """
 import copy
 import functools
@@ -53,7 +69,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import CheckFailed, as_array, call_student, expect, register
+from . import (CheckFailed, as_array, call_student, describe, expect, forbid_library,
+               register)
 
 __all__ = []  # the checks are reached through sanity_lib.course.grading.check
 
@@ -509,3 +526,255 @@ def _check_ex3(answer):
             f"On the {case} your magnitude differs from skimage.filters.sobel: at image {i}, "
             f"pixel ({r}, {c}) you give {out[i, r, c]:.4g}, scikit-image "
             f"{expected[i, r, c]:.4g}.\nHint: {_HINT_SOBEL}")
+
+
+# ----------------------------------------------------------------------------- ex4: edges vs edges
+
+_EDGE_LIBRARIES = ("sanity_lib.studies.failures", "skimage.filters", "scipy.ndimage")
+_EDGE_USAGE = "edge_excess(maps, gray)"
+_EDGE_KEYS = ("same", "mismatched", "excess")
+_EDGE_FORBID_HINT = ("Make both edge maps with your own `sobel_magnitude` of exercise 3, not "
+                     "with sl.studies.failures (edge_agreement, edge_maps) or scikit-image's "
+                     "sobel.")
+#: ex4: a correlation must be within this of the check's float64 recomputation (a float32
+#: Sobel moves the rank correlations of the check's images by about 3e-4).
+EX4_ATOL = 0.005
+_HINT_EDGES = ("same[i] = Spearman(sobel_magnitude(|maps[i]|), sobel_magnitude(gray[i])), "
+               "mismatched[i] the same against the edges of gray[(i + 1) % N], "
+               "excess[i] = same[i] - mismatched[i]; `sl.similarity.spearman(a, b, mode=None)` "
+               "gives one rank correlation per image.")
+
+
+@functools.lru_cache(maxsize=1)
+def _ex4_cases():
+    """(name, maps N x H x W, gray N x 1 x H x W), float32: real signed saliency maps of random
+    conv stacks on images without flat patches (so no rank depends on float32 rounding)."""
+    from sanity_lib import data, models, saliency
+
+    photos = data.sample_images(48, names="all").mean(dim=1, keepdim=True)
+    gbp = saliency.explain(models.conv_stack_model(3, seed=1), photos, "guided_backprop")
+    gen = torch.Generator().manual_seed(4)
+    blobs = nn.functional.avg_pool2d(torch.rand(3, 1, 22, 28, generator=gen), 3, stride=1)
+    grad = saliency.explain(models.conv_stack_model(2, seed=2), blobs, "gradient")
+    return [("8 grey photos (48 x 48) with Guided Backprop maps", gbp[:, 0], photos),
+            ("3 smooth random images (20 x 26) with gradient maps", grad[:, 0], blobs)]
+
+
+def _sobel_np(images, mode="nearest", l1=False):
+    """N x H x W float64 -> the Sobel magnitude (scikit-image's with ``mode="nearest"``)."""
+    gx, gy = _sobel_parts(images, mode)
+    if l1:
+        return (np.abs(gx) + np.abs(gy)) / (4 * math.sqrt(2))
+    return np.sqrt((gx ** 2 + gy ** 2) / 2) / 4
+
+
+def _standard_rows(a, ranked=True):
+    """Each row of N x ... flattened (ranked, ties averaged), centred and of unit length."""
+    from scipy.stats import rankdata
+
+    a = a.reshape(len(a), -1)
+    if ranked:
+        a = rankdata(a, method="average", axis=1)
+    a = a - a.mean(axis=1, keepdims=True)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def _rank_corr(a, b, ranked=True):
+    """Spearman (or, with ``ranked=False``, Pearson) of each row of ``a`` with that of ``b``."""
+    return (_standard_rows(a, ranked) * _standard_rows(b, ranked)).sum(axis=1)
+
+
+def _ex4_reference(maps, gray):
+    """The right ``same`` and the accepted nulls: image i + 1, image i - 1, all others."""
+    map_edges = _sobel_np(np.abs(maps))
+    image_edges = _sobel_np(gray[:, 0])
+    every = _standard_rows(map_edges) @ _standard_rows(image_edges).T   # map i vs image j
+    same, n = np.diag(every).copy(), len(maps)
+    nulls = {"image (i + 1) mod N": np.roll(image_edges, -1, axis=0),
+             "image (i - 1) mod N": np.roll(image_edges, 1, axis=0)}
+    nulls = {k: _rank_corr(map_edges, v) for k, v in nulls.items()}
+    nulls["the mean over every other image"] = (every.sum(axis=1) - same) / (n - 1)
+    return same, nulls
+
+
+def _ex4_same_mistakes(maps, gray):
+    """(prediction, message) for the usual wrong ``same``."""
+    image = gray[:, 0]
+    map_edges, image_edges = _sobel_np(np.abs(maps)), _sobel_np(image)
+    ex3 = " Your `sobel_magnitude` of exercise 3 is wrong: make it pass ch5_ex3 first."
+    batch = _rank_corr(map_edges.reshape(1, -1), image_edges.reshape(1, -1))
+    return [
+        (_rank_corr(np.abs(maps), image_edges),
+         "You correlated |map| itself with the image's Sobel magnitude: that asks whether the "
+         "map is *large* at the image's edges (chapter 1's edge score), not whether its edges "
+         "fall on them. Take the Sobel magnitude of |map| first."),
+        (_rank_corr(_sobel_np(maps), image_edges),
+         "You took the Sobel magnitude of the signed map. The exercise compares the edges of "
+         "|map|: where the map changes sign, the signed map has an edge that |map| does not."),
+        (_rank_corr(map_edges, image_edges, ranked=False),
+         "You computed Pearson's correlation of the two Sobel magnitudes, not Spearman's rank "
+         "correlation: a few strong edges decide Pearson's value."),
+        (_rank_corr(map_edges, image),
+         "You correlated the map's edges with the image itself (its brightness), not with the "
+         "image's edges: take sobel_magnitude(gray) too."),
+        (np.full(len(maps), batch[0]),
+         "You computed one rank correlation over the whole batch, with every pixel of every "
+         "image pooled: the exercise asks for one correlation per image."),
+        (_rank_corr(_sobel_np(np.abs(maps), "constant"), _sobel_np(image, "constant")),
+         "Your Sobel magnitudes pad the border with zeros." + ex3),
+        (_rank_corr(_sobel_np(np.abs(maps), "mirror"), _sobel_np(image, "mirror")),
+         "Your Sobel magnitudes use torch's padding_mode='reflect'." + ex3),
+        (_rank_corr(_sobel_np(np.abs(maps), "wrap"), _sobel_np(image, "wrap")),
+         "Your Sobel magnitudes use padding_mode='circular'." + ex3),
+        (_rank_corr(_sobel_np(np.abs(maps), l1=True), _sobel_np(image, l1=True)),
+         "Your Sobel magnitudes are the L1 magnitude |Gx| + |Gy|." + ex3),
+    ]
+
+
+def _close(a, b, atol=EX4_ATOL):
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=0, atol=atol))
+
+
+def _worst(values, expected):
+    i = int(np.argmax(np.abs(values - expected)))
+    return f"at image {i} you give {values[i]:.4f}, the check computes {expected[i]:.4f}"
+
+
+def _ex4_values(out, key, n, case, same=None, null=None):
+    """``out[key]`` as N float64 numbers, or a failed check saying what is wrong with it."""
+    hint = ("return {'same': same, 'mismatched': mismatched, 'excess': same - mismatched}, "
+            "each with one value per image.")
+    expect(isinstance(out, dict),
+           f"On the {case} your function returned {describe(out)}; it should return a dict "
+           "with the keys 'same', 'mismatched' and 'excess'.", hint=hint)
+    expect(key in out, f"The dict your function returns has no key '{key}' (it has "
+           f"{sorted(map(str, out))}); the exercise asks for 'same', 'mismatched' and "
+           "'excess'.", hint=hint)
+    arr = as_array(out[key], f"What your function returns under '{key}'").ravel()
+    if key == "excess" and arr.size == 1 and n > 1 and same is not None and _close(
+            arr, np.array([same.mean() - null.mean()]), 2 * EX4_ATOL):
+        raise CheckFailed(
+            "Your excess is one number, the difference of the mean same-image and the mean "
+            "mismatched agreement: an unpaired difference of means. The exercise asks for the "
+            "paired difference, image by image, so that its spread over the images (and a "
+            "bootstrap interval) can be read.\nHint: excess = same - mismatched, one value per "
+            "image.")
+    expect(arr.size == n,
+           f"On the {case} your '{key}' holds {arr.size} value(s); it should hold one per "
+           f"image ({n}).", hint=hint)
+    expect(bool(np.isfinite(arr).all()),
+           f"On the {case} your '{key}' contains NaN or inf; none of these maps or images is "
+           "constant, so every correlation is defined.", hint=_HINT_EDGES)
+    return arr
+
+
+def _check_ex4_same(same, maps, gray, expected, case):
+    if _close(same, expected):
+        return
+    for prediction, message in _ex4_same_mistakes(maps, gray):
+        if not _close(prediction, expected) and _close(same, prediction):
+            raise CheckFailed(f"{message} (Seen on the {case}.)\nHint: {_HINT_EDGES}")
+    raise CheckFailed(
+        f"On the {case} your 'same' values are not the rank correlation of the Sobel magnitude "
+        f"of |map| with that of the map's own image: {_worst(same, expected)}.\nHint: "
+        f"{_HINT_EDGES}")
+
+
+def _check_ex4_null(mismatched, expected_same, nulls, case):
+    """The name of the accepted null the student's values match."""
+    for name, null in nulls.items():
+        if _close(mismatched, null):
+            return name
+    if _close(mismatched, expected_same):
+        raise CheckFailed(
+            f"Your mismatched values equal your same-image values (seen on the {case}): your "
+            "null compares each map with its own image's edges, so the excess is 0 by "
+            "construction. The mismatched-image null holds map i against the edges of "
+            "*another* image.\nHint: shift the images' edges by one along the batch: "
+            "torch.roll(image_edges, -1, dims=0)[i] is image_edges[(i + 1) % N].")
+    for shift in (1, -1):
+        if _close(mismatched, np.roll(expected_same, shift)):
+            raise CheckFailed(
+                f"You shifted the maps and the images together (seen on the {case}): map i + 1 "
+                "still meets the edges of its own image i + 1, so your null is only the "
+                "same-image values in another order.\nHint: shift the images' edges only, "
+                "and keep the maps in place.")
+    expected = nulls["image (i + 1) mod N"]
+    raise CheckFailed(
+        f"On the {case} your 'mismatched' values are not the rank correlation of map i's edges "
+        f"with the edges of another image, (i + 1) mod N: {_worst(mismatched, expected)}."
+        f"\nHint: {_HINT_EDGES}")
+
+
+def _check_ex4_excess(excess, same, null, case):
+    expected = same - null
+    if _close(excess, expected, 2 * EX4_ATOL):
+        return
+    unpaired = ("an unpaired difference. The exercise asks for the paired difference, image by "
+                "image: same[i] - mismatched[i].")
+    mistakes = [
+        (-expected, "Your excess has the wrong sign: it is the same-image agreement minus the "
+                    "mismatched one, positive when the map's edges follow its own image."),
+        (np.full_like(expected, same.mean() - null.mean()),
+         "Your excess is the same number for every image, the difference of the two means: "
+         + unpaired),
+        (same - null.mean(), "You subtracted the *mean* of the null from each image's "
+                             "same-image value: " + unpaired),
+        (same.mean() - null, "You subtracted each image's null from the *mean* same-image "
+                             "value: " + unpaired),
+    ]
+    for prediction, message in mistakes:
+        if not _close(prediction, expected, 2 * EX4_ATOL) and _close(excess, prediction,
+                                                                      2 * EX4_ATOL):
+            raise CheckFailed(f"{message} (Seen on the {case}.)\nHint: excess = same - "
+                              "mismatched.")
+    raise CheckFailed(f"On the {case} your 'excess' is not same - mismatched: "
+                      f"{_worst(excess, expected)}.\nHint: excess = same - mismatched, one "
+                      "value per image.")
+
+
+def _check_ex4_one_image(answer, maps, gray):
+    """With one image there is no other image: the function must raise ValueError."""
+    try:
+        with forbid_library(_EDGE_LIBRARIES, "the edge agreement", _EDGE_FORBID_HINT):
+            answer(maps[:1].clone(), gray[:1].clone())
+    except ValueError:
+        return
+    except (CheckFailed, NotImplementedError):
+        raise
+    except Exception as err:  # noqa: BLE001 (any error of the student's code is reported)
+        said = f" ({err})" if str(err) else ""
+        raise CheckFailed(
+            f"With one image your `edge_excess` raised {type(err).__name__}{said}; the "
+            "exercise asks for a ValueError that says why: one image has no other image to "
+            "be the null.\nHint: start with `if maps.shape[0] < 2: raise ValueError(...)`.") \
+            from None
+    raise CheckFailed(
+        "With one image your `edge_excess` returned values: image (i + 1) mod 1 is image 0 "
+        "itself, so that null pairs the map with its own image's edges and the excess is 0 by "
+        "construction, not a measurement. With fewer than two images there is no mismatched "
+        "null: raise a ValueError.\nHint: start with `if maps.shape[0] < 2: raise "
+        "ValueError(...)`.")
+
+
+@register("ch5_ex4")
+def _check_ex4(answer):
+    expect(callable(answer), f"The answer should be your function `edge_excess` itself, got "
+           f"{describe(answer)}.", hint="Pass the function without calling it: "
+                                        "sl.grading.check('ch5_ex4', edge_excess)")
+    cases = _ex4_cases()
+    for case, maps, gray in cases:
+        with torch.no_grad():
+            out = call_student(answer, maps.clone(), gray.clone(), name="edge_excess",
+                               usage=_EDGE_USAGE, on=f"on the {case}", forbid=_EDGE_LIBRARIES,
+                               task="the edge agreement",
+                               forbid_hint=_EDGE_FORBID_HINT)
+        m, g = maps.double().numpy(), gray.double().numpy()
+        same_ref, nulls = _ex4_reference(m, g)
+        n = len(m)
+        same, mismatched = (_ex4_values(out, key, n, case) for key in _EDGE_KEYS[:2])
+        _check_ex4_same(same, m, g, same_ref, case)
+        null = nulls[_check_ex4_null(mismatched, same_ref, nulls, case)]
+        excess = _ex4_values(out, "excess", n, case, same_ref, null)
+        _check_ex4_excess(excess, same_ref, null, case)
+    _check_ex4_one_image(answer, cases[0][1], cases[0][2])

@@ -45,7 +45,6 @@ def _setting(measured):
     return f"EfficientNet-Lite0, {photos}, truncated-normal init, BN statistics kept"
 
 
-
 def _step(measured, key):
     if key not in measured:
         raise KeyError(f"measured lacks {key!r} (it has: "

@@ -133,6 +133,12 @@ def feedback_text(course: Path, student: str, chapter: Chapter) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
 
 
+def executed(course: Path, student: str, chapter: Chapter):
+    """A student's notebook as ``nbgrader autograde`` ran it, with every cell's output."""
+    return nbformat.read(course / "autograded" / student / chapter.name / f"{chapter.name}.ipynb",
+                         as_version=4)
+
+
 def scores(course: Path, student: str, chapter: Chapter) -> dict:
     """What the gradebook holds for one submission: the code score and each cell's points."""
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
@@ -212,6 +218,27 @@ def test_a_solved_notebook_gets_every_autograded_point(course, chapter):
     got = scores(course, SOLVED, chapter)
     assert got["max_code"] == chapter.points
     assert got["code"] == chapter.points, got["checks"]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
+def test_a_solved_notebook_is_the_solution_and_runs_clean(course, chapter):
+    """The solved student's notebook is solutions/<chapter>.ipynb cell for cell, and autograde
+    ran it without an error in any cell (graded or not) and with every check's success
+    message. This is the test that the solution notebooks run clean: running them a second
+    time outside nbgrader would add minutes to `make test` and check nothing more."""
+    solution = nbformat.read(ROOT / "solutions" / f"{chapter.name}.ipynb", as_version=4)
+    nb = executed(course, SOLVED, chapter)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert code == [c.source for c in solution.cells if c.cell_type == "code"]
+    errors = [(i, out.ename, out.evalue) for i, cell in enumerate(nb.cells)
+              if cell.cell_type == "code" for out in cell.get("outputs", [])
+              if out.output_type == "error"]
+    assert not errors, errors
+    n_checks = sum("sl.grading.check(" in source for source in code)
+    assert n_checks >= 3, f"{chapter.name} has {n_checks} checks; every exercise ends with one"
+    printed = "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                        for out in cell.get("outputs", []))
+    assert printed.count("correct. Well done!") >= n_checks, "not every check printed its success"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)

@@ -1,5 +1,8 @@
-"""The classroom kit: solutions run clean, student notebooks fail only with NotImplementedError,
-and exercises/ is exactly what `make exercises` generates from solutions/.
+"""The classroom kit: student notebooks fail only with NotImplementedError, and exercises/ is
+exactly what `make exercises` generates from solutions/.
+
+That the solutions run clean and pass every check is tested once, in tests/test_nbgrader.py,
+on the solved student's notebook that `nbgrader autograde` runs (the same code, cell for cell).
 """
 import subprocess
 import sys
@@ -8,7 +11,6 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
@@ -36,19 +38,6 @@ def test_exercises_are_up_to_date():
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "make_exercises.py"), "--check"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
-def test_solution_runs_clean_and_passes_its_checks(path):
-    try:
-        nb = _run(path, allow_errors=False)
-    except CellExecutionError as err:
-        pytest.fail(f"{path.name} failed:\n{str(err)[-3000:]}")
-    text = "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-                     for out in cell.get("outputs", []))
-    n_checks = sum("sl.grading.check(" in cell.source for cell in nb.cells)
-    assert n_checks >= 3, f"{path.name} has {n_checks} checks; every exercise ends with one"
-    assert text.count("correct. Well done!") >= n_checks, "not every check printed its success"
 
 
 @pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.stem)

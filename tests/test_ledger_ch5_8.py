@@ -98,19 +98,30 @@ from sanity_lib.course.ledger import ch6  # noqa: E402
 
 
 def ch6_agreeing():
-    """IG most and GBP least sensitive, sensitivity rising, concave at 0.1, convex at 0.3."""
-    m = {}
+    """IG most and GBP least sensitive, sensitivity rising, concave at 0.1, convex at 0.3,
+    every interval narrow enough to tell."""
+    m = {"n_digits": 100}
     for s in ch6.STDS:
         for k in ch6.METHODS:
             scale = {"integrated_gradients": 2.0, "guided_backprop": 0.25}.get(k, 1.0)
             m[f"S_{s}_{k}"] = s * scale
-            m[f"S_sd_{s}_{k}"] = 0.01
-            m[f"kappa_{s}_{k}"] = {0.1: 0.5, 0.2: 0.0, 0.3: -0.5}[s]
+            m[f"S_{s}_{k}_ci"] = (s * scale - 0.01, s * scale + 0.01)
+        for k in ch6.GRADIENT_BASED:
+            kappa = {0.1: 0.5, 0.2: 0.0, 0.3: -0.5}[s]
+            m[f"kappa_{s}_{k}"], m[f"kappa_{s}_{k}_ci"] = kappa, (kappa - 0.1, kappa + 0.1)
+        m[f"ig_lead_{s}"] = m[f"gbp_lead_{s}"] = (0.05, 0.1)
     return m
 
 
-def set_all(m, kind, s, value):
-    return {**m, **{f"{kind}_{s}_{k}": value for k in ch6.METHODS}}
+def with_s(m, s, k, value, half=0.01):
+    return {**m, f"S_{s}_{k}": value, f"S_{s}_{k}_ci": (value - half, value + half)}
+
+
+def with_kappa(m, s, values, half=0.1):
+    out = dict(m)
+    for k, v in zip(ch6.GRADIENT_BASED, values):
+        out[f"kappa_{s}_{k}"], out[f"kappa_{s}_{k}_ci"] = v, (v - half, v + half)
+    return out
 
 
 def test_ch6_every_claim_can_agree_and_names_the_report():
@@ -118,49 +129,67 @@ def test_ch6_every_claim_can_agree_and_names_the_report():
     assert [c.verdict for c in claims] == ["agrees"] * 5
     assert all("student report" in c.source for c in claims)
     assert not any("CNN" in c.claim or "relative" in c.claim for c in claims)
+    assert "100 digits, 3 noise seeds" in claims[0].setting
 
 
 def test_ch6_falling_similarity():
     m = ch6_agreeing()
-    flat = {**m, **{f"S_{s}_{k}": 0.5 for s in ch6.STDS for k in ch6.METHODS}}
+    flat = m
+    for s in ch6.STDS:
+        for k in ch6.METHODS:
+            flat = with_s(flat, s, k, 0.5)
     assert by_start(ch6, flat, "Similarity falls") == "differs"
-    one = {**m, "S_0.3_gradient": 0.05}        # one method falls back at 0.3
+    one = with_s(m, 0.3, "gradient", 0.05)        # one method falls back at 0.3
     assert by_start(ch6, one, "Similarity falls") == "partly"
+    # every method rises, but by less than the intervals can tell
+    blurred = m
+    for k in ch6.METHODS:
+        blurred = with_s(blurred, 0.1, k, m[f"S_0.3_{k}"] - 0.01, half=0.2)
+    assert by_start(ch6, blurred, "Similarity falls") == "partly"
 
 
-@pytest.mark.parametrize("s, start, values, verdict", [
-    (0.1, "At low noise", [-0.5] * 5, "differs"),
-    (0.1, "At low noise", [0.5, 0.5, -0.5, 0.0, 0.5], "partly"),
-    (0.3, "At high noise", [0.5] * 5, "differs"),
-    (0.3, "At high noise", [-0.5, 0.0, -0.5, -0.5, -0.5], "partly"),
-    # Guided Backprop's shape does not count: its curve is flat until fc1
-    (0.1, "At low noise", [0.5, 0.5, 0.5, 0.5, -0.9], "agrees"),
+@pytest.mark.parametrize("s, start, values, half, verdict", [
+    (0.1, "At low noise", [-0.5] * 4, 0.1, "differs"),
+    (0.1, "At low noise", [0.5, 0.5, -0.5, 0.0], 0.1, "partly"),
+    (0.1, "At low noise", [0.3] * 4, 0.3, "partly"),      # concave mean, interval too wide
+    (0.1, "At low noise", [0.05] * 4, 0.02, "differs"),   # clearly about straight
+    (0.3, "At high noise", [0.5] * 4, 0.1, "differs"),
+    (0.3, "At high noise", [-0.5, 0.0, -0.5, -0.5], 0.1, "partly"),
+    (0.3, "At high noise", [-0.3] * 4, 0.3, "partly"),
 ])
-def test_ch6_shapes(s, start, values, verdict):
-    m = {**ch6_agreeing(), **{f"kappa_{s}_{k}": v for k, v in zip(ch6.METHODS, values)}}
-    assert by_start(ch6, m, start) == verdict
+def test_ch6_shapes(s, start, values, half, verdict):
+    assert by_start(ch6, with_kappa(ch6_agreeing(), s, values, half), start) == verdict
 
 
-def test_ch6_rankings():
+def test_ch6_guided_backprops_shape_is_not_read():
     m = ch6_agreeing()
-    # Gradient x Input a hair above IG at 0.1, within the seed spread: a shared first place
-    tied = {**m, "S_0.1_gradient_x_input": m["S_0.1_integrated_gradients"] + 0.01}
+    m["kappa_0.1_guided_backprop"], m["kappa_0.1_guided_backprop_ci"] = -0.9, (-1.0, -0.8)
+    assert by_start(ch6, m, "At low noise") == "agrees"
+    assert "kappa_0.1_guided_backprop" not in ch6.needs()
+
+
+def test_ch6_rankings_read_the_paired_differences():
+    m = ch6_agreeing()
+    # Gradient x Input and IG tied at 0.1: the paired difference straddles 0
+    tied = {**m, "ig_lead_0.1": (-0.01, 0.02)}
     assert by_start(ch6, tied, "Integrated Gradients") == "partly"
-    # the gradient far above IG at 0.3
-    beaten = {**m, "S_0.3_gradient": 0.95}
+    # a rival clearly ahead of IG at 0.3
+    beaten = {**m, "ig_lead_0.3": (-0.2, -0.1)}
     assert by_start(ch6, beaten, "Integrated Gradients") == "differs"
-    # Guided Backprop the most sensitive method
-    reversed_ = {**m, **{f"S_{s}_guided_backprop": 0.99 for s in ch6.STDS}}
+    # Guided Backprop clearly not the least sensitive at any level
+    reversed_ = {**m, **{f"gbp_lead_{s}": (-0.6, -0.5) for s in ch6.STDS}}
     assert by_start(ch6, reversed_, "Guided Backprop") == "differs"
-    near = {**m, "S_0.2_gradient": m["S_0.2_guided_backprop"] - 0.01}
+    near = {**m, "gbp_lead_0.2": (-0.005, 0.01)}
     assert by_start(ch6, near, "Guided Backprop") == "partly"
 
 
 def test_ch6_missing_number_is_named():
     m = ch6_agreeing()
-    del m["kappa_0.2_smoothgrad"]
-    with pytest.raises(KeyError, match="kappa_0.2_smoothgrad"):
+    del m["kappa_0.2_smoothgrad_ci"]
+    with pytest.raises(KeyError, match="kappa_0.2_smoothgrad_ci"):
         ch6.claims(m)
+    with pytest.raises(ValueError, match="ig_lead_0.1"):
+        ch6.claims({**ch6_agreeing(), "ig_lead_0.1": 0.3})
 
 
 # --- the library's own warning for a constant map in efficient MPRT (chapter 7) -------------

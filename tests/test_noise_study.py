@@ -255,3 +255,120 @@ def test_plot_noise_curves_draws_one_panel_per_std():
     np.testing.assert_allclose(axes[1].lines[0].get_ydata(), [1.0, 0.6, 0.3])
     with pytest.raises(ValueError, match="not in the curves"):
         ns.plot_noise_curves(curves, methods=["z"])
+
+
+# ----------------------------------------------------------------------------- intervals
+
+def _table(values):
+    """A NoiseSweep-style table from values[seed, image, step - 1] of one std and method."""
+    n_seeds, n_images, n_steps = values.shape
+    rows = [{"method": "gradient", "step": k + 1, "layer": f"l{k + 1}", "image": i,
+             "metric": "spearman_diverging", "value": float(values[seed, i, k]),
+             "noise_std": 0.1, "seed": seed}
+            for seed in range(n_seeds) for i in range(n_images) for k in range(n_steps)]
+    return pd.DataFrame(rows)
+
+
+def _bootstrap_by_hand(values, n_boot=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    return values.mean(), *np.percentile(means, [2.5, 97.5])
+
+
+def test_curve_intervals_average_seeds_per_image_then_bootstrap_over_images():
+    rng = np.random.default_rng(0)
+    values = rng.uniform(-0.2, 0.9, size=(3, 40, 4))          # 3 seeds, 40 images, 4 steps
+    got = ns.curve_intervals(_table(values))
+    assert got["step"].tolist() == [0, 1, 2, 3, 4]
+    assert got.iloc[0][["mean", "low", "high"]].tolist() == [1.0, 1.0, 1.0]
+    assert (got["n_images"] == 40).all()                       # images, not image x seed
+    for k in range(1, 5):
+        per_image = values[:, :, k - 1].mean(axis=0)
+        np.testing.assert_allclose(got.iloc[k][["mean", "low", "high"]].to_numpy(float),
+                                   _bootstrap_by_hand(per_image))
+    # the means are the seed_summary means of the image-mean curves
+    summary = ns.seed_summary(ns.mean_curves(_table(values)))
+    np.testing.assert_allclose(got["mean"], summary["mean"])
+
+
+def test_more_images_give_narrower_curve_intervals():
+    rng = np.random.default_rng(1)
+    few = ns.curve_intervals(_table(rng.normal(0.5, 0.2, size=(1, 10, 2))))
+    many = ns.curve_intervals(_table(rng.normal(0.5, 0.2, size=(1, 400, 2))))
+    assert ((many["high"] - many["low"])[1:] < (few["high"] - few["low"])[1:] / 3).all()
+
+
+def test_sensitivity_intervals_agree_with_sensitivity_and_image_sensitivity_by_hand():
+    rng = np.random.default_rng(2)
+    a, b = rng.uniform(0.6, 0.9, (2, 30, 3)), rng.uniform(0.0, 0.4, (2, 30, 3))
+    table = pd.concat([_table(a), _table(b).assign(method="guided_backprop")])
+    per_image = ns.image_sensitivity(table)
+    np.testing.assert_allclose(per_image[per_image["method"] == "gradient"]["sensitivity"],
+                               (1 - a.mean(axis=0)).mean(axis=1))
+    got = ns.sensitivity_intervals(table).set_index("method")
+    plain = ns.sensitivity(ns.mean_curves(table)).set_index("method")
+    np.testing.assert_allclose(got["sensitivity"], plain["sensitivity"])
+    np.testing.assert_allclose(got["seed_std"], plain["seed_std"])
+    assert got["rank"].to_dict() == {"gradient": 2, "guided_backprop": 1}
+    mean, low, high = _bootstrap_by_hand((1 - b.mean(axis=0)).mean(axis=1))
+    np.testing.assert_allclose(got.loc["guided_backprop", ["sensitivity", "low", "high"]]
+                               .to_numpy(float), [mean, low, high])
+
+
+def test_concavity_intervals_tell_concave_from_convex_and_straddle_zero_when_they_cannot():
+    rng = np.random.default_rng(3)
+    steps = np.arange(1, 5) / 4
+    concave = np.clip(1 - steps ** 3 + rng.normal(0, 0.05, (1, 50, 4)), -1, 1)
+    convex = np.clip((1 - steps) ** 3 + rng.normal(0, 0.05, (1, 50, 4)), -1, 1)
+    # per image a concave or a convex curve, half and half: the mean is about straight
+    mixed = np.concatenate([concave[:, :25], convex[:, :25]], axis=1)
+    rows = {name: ns.concavity_intervals(_table(v)).iloc[0]
+            for name, v in [("concave", concave), ("convex", convex), ("mixed", mixed)]}
+    assert rows["concave"]["low"] > 0.2 and rows["convex"]["high"] < -0.2
+    assert rows["mixed"]["low"] < 0 < rows["mixed"]["high"]
+    for row in rows.values():
+        assert row["low"] <= row["kappa"] <= row["high"] and row["n_images"] == 50
+
+
+def test_concavity_intervals_of_a_flat_curve_are_nan():
+    flat = np.full((1, 20, 3), 0.99)
+    row = ns.concavity_intervals(_table(flat)).iloc[0]
+    assert np.isnan(row["kappa"]) and np.isnan(row["low"]) and np.isnan(row["high"])
+
+
+def test_plot_noise_curves_draws_the_interval_band_and_the_seed_bars():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rng = np.random.default_rng(4)
+    table = _table(rng.uniform(0.2, 0.8, size=(3, 25, 3)))
+    intervals = ns.curve_intervals(table)
+    fig = ns.plot_noise_curves(ns.mean_curves(table), intervals=intervals)
+    ax = fig.axes[0]
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == pytest.approx(intervals["low"].min())
+    assert band[:, 1].max() == pytest.approx(intervals["high"].max())
+    assert "95 % interval over 25 images" in ax.get_legend().get_title().get_text()
+    assert "sd over 3 seeds" in ax.get_legend().get_title().get_text()
+    with pytest.raises(ValueError, match="no rows for std 0.1 and 'gradient'"):
+        ns.plot_noise_curves(ns.mean_curves(table), intervals=intervals.assign(method="x"))
+
+
+def test_sensitivity_lead_pairs_each_method_with_its_closest_rival():
+    rng = np.random.default_rng(5)
+    tables = {m: rng.uniform(lo, lo + 0.3, (2, 40, 3))
+              for m, lo in [("gradient", 0.1), ("integrated_gradients", 0.15),
+                            ("guided_backprop", 0.6)]}
+    table = pd.concat([_table(v).assign(method=m) for m, v in tables.items()])
+    per_image = {m: (1 - v.mean(axis=0)).mean(axis=1) for m, v in tables.items()}
+    most = ns.sensitivity_lead(table, "gradient").iloc[0]
+    assert most["rival"] == "integrated_gradients"
+    np.testing.assert_allclose(most[["lead", "low", "high"]].to_numpy(float),
+                               _bootstrap_by_hand(per_image["gradient"]
+                                                  - per_image["integrated_gradients"]))
+    least = ns.sensitivity_lead(table, "guided_backprop", largest=False).iloc[0]
+    assert least["rival"] == "integrated_gradients" and least["low"] > 0
+    # the most sensitive method asked to be the least: its lead is clearly negative
+    assert ns.sensitivity_lead(table, "gradient", largest=False).iloc[0]["high"] < 0
+    with pytest.raises(ValueError, match="method='smoothgrad' is not in the table"):
+        ns.sensitivity_lead(table, "smoothgrad")

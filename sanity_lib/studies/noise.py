@@ -22,8 +22,13 @@ function                           what it gives
 :func:`second_differences`         the discrete curvature of a curve, step by step
 :func:`curve_shapes`               concave / convex / about straight, per std and method
 :func:`sensitivity`                the area above each curve, and the methods ranked by it
+:func:`curve_intervals`            the curves with 95 % bootstrap intervals over the images
+:func:`image_sensitivity`          the sensitivity image by image, for paired comparisons
+:func:`sensitivity_intervals`      the sensitivity with its interval over the images
+:func:`sensitivity_lead`           a method against its closest rival, paired over images
+:func:`concavity_intervals`        the concavity index with its interval over the images
 :func:`accuracy_under_noise`       test accuracy of the noisy models, step by step
-:func:`plot_noise_curves`          one panel per noise std, one line per method, seed bands
+:func:`plot_noise_curves`          one panel per noise std, one line per method, bands
 =================================  =========================================================
 
 The shape criterion
@@ -71,7 +76,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NoiseSweep", "weight_scales", "noise_sweep", "mean_curves", "seed_summary", "concavity",
-    "second_differences", "curve_shapes", "sensitivity", "accuracy_under_noise",
+    "second_differences", "curve_shapes", "sensitivity", "curve_intervals",
+    "image_sensitivity", "sensitivity_intervals", "sensitivity_lead", "concavity_intervals",
+    "accuracy_under_noise",
     "plot_noise_curves", "SHAPE_TOLERANCE", "MIN_DROP",
 ]
 
@@ -561,6 +568,246 @@ def sensitivity(curves: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+# ----------------------------------------------------------------------------- intervals
+
+def _image_curves(table: pd.DataFrame, metric: str):
+    """``{(noise_std, method): (layers, V)}``, V an images x steps array (step 0 = 1) of each
+    image's similarity averaged over the noise seeds (draws of the same noise, not more
+    images), in the table's method order."""
+    _check_columns(table, ["method", "step", "layer", "image", "metric", "value"], "table")
+    if metric not in set(table["metric"]):
+        raise ValueError(f"metric={metric!r} is not in the table; it holds "
+                         f"{sorted(set(table['metric']))}")
+    t = table[table["metric"] == metric]
+    if "noise_std" not in t.columns:
+        t = t.assign(noise_std=np.nan)
+    methods = list(dict.fromkeys(t["method"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_image = (t.groupby(["noise_std", "method", "step", "layer", "image"],
+                               dropna=False, sort=False)["value"].mean().reset_index())
+    out = {}
+    for s in sorted(per_image["noise_std"].unique()):
+        part = per_image[(per_image["noise_std"] == s)
+                         | (pd.isna(s) & per_image["noise_std"].isna())]
+        for method in methods:
+            rows = part[part["method"] == method]
+            wide = rows.pivot(index="image", columns="step", values="value").sort_index(axis=1)
+            layers = rows.drop_duplicates("step").set_index("step")["layer"]
+            values = np.column_stack([np.ones(len(wide)), wide.to_numpy(dtype=float)])
+            out[s, method] = (layers.reindex(wide.columns).tolist(), values)
+    return out
+
+
+def curve_intervals(table: pd.DataFrame, metric: str = "spearman_diverging", *,
+                    layers: Sequence[str] | None = None, seed: int = 0) -> pd.DataFrame:
+    """Similarity against step with its 95 % bootstrap interval over the images.
+
+    Each image's similarity at a step is first averaged over the noise seeds; the mean and
+    the percentile bootstrap interval (:func:`sanity_lib.checks.statistics.bootstrap_interval`)
+    are then taken over the images. The seeds' own spread is in :func:`seed_summary`.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :attr:`NoiseSweep.table`.
+    metric : str, default "spearman_diverging"
+    layers : list of str, optional
+        Step names; ``layers[0]`` names step 0 (default ``"original"``).
+    seed : int, default 0
+        Seed of the bootstrap resampling.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``noise_std, method, step, layer, mean, low, high, n_images``, step 0 (the
+        original model, similarity 1 with no spread) included.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"method": "gradient", "step": 1, "layer": "a", "image": [0, 1, 2] * 2,
+    ...                   "metric": "ssim", "value": [0.2, 0.4, 0.6, 0.4, 0.6, 0.8],
+    ...                   "noise_std": 0.1, "seed": [0, 0, 0, 1, 1, 1]})
+    >>> r = curve_intervals(t, "ssim").iloc[1]
+    >>> round(float(r["mean"]), 2), bool(r["low"] <= r["mean"] <= r["high"]), int(r["n_images"])
+    (0.5, True, 3)
+    """
+    from sanity_lib.checks.statistics import bootstrap_interval
+
+    rows = []
+    for (s, method), (names, values) in _image_curves(table, metric).items():
+        names = [("original" if layers is None else layers[0])] + names
+        for step in range(values.shape[1]):
+            mean, low, high = bootstrap_interval(values[:, step], seed=seed)
+            rows.append({"noise_std": s, "method": method, "step": step, "layer": names[step],
+                         "mean": mean, "low": low, "high": high,
+                         "n_images": int(np.isfinite(values[:, step]).sum())})
+    return pd.DataFrame(rows, columns=["noise_std", "method", "step", "layer", "mean", "low",
+                                       "high", "n_images"])
+
+
+def image_sensitivity(table: pd.DataFrame, metric: str = "spearman_diverging") -> pd.DataFrame:
+    """:func:`sensitivity` image by image: ``mean_k (1 - y_k)`` over the noised steps of each
+    image's seed-averaged curve. Two methods are compared on the same images by the
+    differences of these values (paired), not by their two means.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``noise_std, method, image, sensitivity``; the images are numbered 0 ... N-1
+        in the table's order.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"method": "gradient", "step": [1, 2] * 2, "layer": ["a", "b"] * 2,
+    ...                   "image": [0, 0, 1, 1], "metric": "ssim",
+    ...                   "value": [0.8, 0.6, 0.4, 0.2], "noise_std": 0.1, "seed": 0})
+    >>> image_sensitivity(t, "ssim")["sensitivity"].round(2).tolist()
+    [0.3, 0.7]
+    """
+    rows = []
+    for (s, method), (_, values) in _image_curves(table, metric).items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_image = np.nanmean(1.0 - values[:, 1:], axis=1)
+        rows += [{"noise_std": s, "method": method, "image": i, "sensitivity": float(v)}
+                 for i, v in enumerate(per_image)]
+    return pd.DataFrame(rows, columns=["noise_std", "method", "image", "sensitivity"])
+
+
+def sensitivity_intervals(table: pd.DataFrame, metric: str = "spearman_diverging", *,
+                          seed: int = 0) -> pd.DataFrame:
+    """:func:`sensitivity` with its 95 % bootstrap interval over the images and the spread
+    over seeds.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (``noise_std``, ``method``): ``sensitivity`` (the mean over images of
+        :func:`image_sensitivity`), ``low``, ``high``, ``n_images``, ``seed_std`` (the sample
+        standard deviation over seeds of each seed's sensitivity, 0 with one seed) and
+        ``rank`` (1 = the most sensitive method at that std).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"method": "gradient", "step": [1, 2] * 2, "layer": ["a", "b"] * 2,
+    ...                   "image": [0, 0, 1, 1], "metric": "ssim",
+    ...                   "value": [0.8, 0.6, 0.4, 0.2], "noise_std": 0.1, "seed": 0})
+    >>> r = sensitivity_intervals(t, "ssim").iloc[0]
+    >>> [round(float(r[c]), 2) for c in ("sensitivity", "low", "high")], int(r["rank"])
+    ([0.5, 0.3, 0.7], 1)
+    """
+    from sanity_lib.checks.statistics import bootstrap_interval
+
+    per_image = image_sensitivity(table, metric)
+    spread = sensitivity(mean_curves(table, metric)).set_index(["noise_std", "method"])
+    rows = []
+    for (s, method), part in per_image.groupby(["noise_std", "method"], dropna=False,
+                                               sort=False):
+        mean, low, high = bootstrap_interval(part["sensitivity"].to_numpy(), seed=seed)
+        rows.append({"noise_std": s, "method": method, "sensitivity": mean, "low": low,
+                     "high": high, "n_images": int(part["sensitivity"].notna().sum()),
+                     "seed_std": float(spread.loc[(s, method), "seed_std"])})
+    out = pd.DataFrame(rows, columns=["noise_std", "method", "sensitivity", "low", "high",
+                                      "n_images", "seed_std"])
+    out["rank"] = (out.groupby("noise_std", dropna=False)["sensitivity"]
+                   .rank(ascending=False, method="min").astype(np.int64))
+    return out
+
+
+def sensitivity_lead(table: pd.DataFrame, method: str, metric: str = "spearman_diverging", *,
+                     largest: bool = True, seed: int = 0) -> pd.DataFrame:
+    """How far ``method`` is ahead of its closest rival, per noise level, paired over images.
+
+    With ``largest=True`` the rival is the *other* method with the largest mean sensitivity
+    and the lead is ``method - rival``; with ``largest=False`` it is the other method with
+    the smallest and the lead is ``rival - method``. Either way a lead whose 95 % interval is
+    above 0 says "``method`` is first here", one below 0 "the rival is", and one that
+    straddles 0 "a shared place". The differences are taken image by image
+    (:func:`image_sensitivity`, :func:`sanity_lib.checks.statistics.paired_difference`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per noise std: ``noise_std, rival, lead, low, high``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "step": 1, "layer": "l",
+    ...                   "image": [0, 1, 2] * 2, "metric": "ssim", "noise_std": 0.1,
+    ...                   "seed": 0, "value": [0.2, 0.3, 0.1, 0.6, 0.7, 0.8]})
+    >>> r = sensitivity_lead(t, "a", "ssim").iloc[0]
+    >>> r["rival"], round(float(r["lead"]), 2), bool(r["low"] > 0)
+    ('b', 0.5, True)
+    """
+    from sanity_lib.checks.statistics import paired_difference
+
+    check_flag("largest", largest)
+    per_image = image_sensitivity(table, metric)
+    if method not in set(per_image["method"]):
+        raise ValueError(f"method={method!r} is not in the table; it holds "
+                         f"{list(dict.fromkeys(per_image['method']))}")
+    rows = []
+    for s, part in per_image.groupby("noise_std", dropna=False, sort=True):
+        values = {m: g.sort_values("image")["sensitivity"].to_numpy()
+                  for m, g in part.groupby("method", sort=False)}
+        others = {m: np.nanmean(v) for m, v in values.items() if m != method}
+        if not others:
+            raise ValueError("sensitivity_lead needs at least two methods in the table")
+        rival = (max if largest else min)(others, key=others.get)
+        a, b = (values[method], values[rival]) if largest else (values[rival], values[method])
+        lead, low, high = paired_difference(a, b, seed=seed)
+        rows.append({"noise_std": s, "rival": rival, "lead": lead, "low": low, "high": high})
+    return pd.DataFrame(rows, columns=["noise_std", "rival", "lead", "low", "high"])
+
+
+def concavity_intervals(table: pd.DataFrame, metric: str = "spearman_diverging", *,
+                        n_boot: int = 2000, seed: int = 0,
+                        min_drop: float = MIN_DROP) -> pd.DataFrame:
+    """The concavity index of each mean curve with its 95 % bootstrap interval over images.
+
+    The images are resampled with replacement, the seed-averaged curves of the resample
+    averaged, and :func:`concavity` taken of that mean curve; the interval holds the middle
+    95 % of those indices. An interval that straddles 0 cannot tell concave from convex.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (``noise_std``, ``method``): ``kappa`` (of the mean curve), ``low``,
+        ``high`` (NaN where most resampled curves do not fall by ``min_drop``) and
+        ``n_images``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"method": "gradient", "step": [1, 2, 3] * 2,
+    ...                   "layer": list("abc") * 2, "image": [0, 0, 0, 1, 1, 1],
+    ...                   "metric": "ssim", "value": [0.9, 0.8, 0.2, 0.95, 0.7, 0.3],
+    ...                   "noise_std": 0.1, "seed": 0})
+    >>> r = concavity_intervals(t, "ssim").iloc[0]
+    >>> bool(r["kappa"] > 0), bool(r["low"] <= r["kappa"] <= r["high"])
+    (True, True)
+    """
+    from sanity_lib._validation import check_int
+
+    n_boot = check_int("n_boot", n_boot, minimum=1)
+    rows = []
+    rng_seed = check_int("seed", seed, minimum=0)
+    for (s, method), (_, values) in _image_curves(table, metric).items():
+        values = values[np.isfinite(values).all(axis=1)]
+        kappa = concavity(values.mean(axis=0), min_drop=min_drop)
+        rng = np.random.default_rng(rng_seed)
+        picks = rng.integers(0, len(values), size=(n_boot, len(values)))
+        boot = np.array([concavity(values[p].mean(axis=0), min_drop=min_drop)
+                         for p in picks])
+        low = high = float("nan")
+        if np.isfinite(boot).mean() >= 0.5:
+            low, high = np.nanpercentile(boot, [2.5, 97.5])
+        rows.append({"noise_std": s, "method": method, "kappa": kappa, "low": float(low),
+                     "high": float(high), "n_images": len(values)})
+    return pd.DataFrame(rows, columns=["noise_std", "method", "kappa", "low", "high",
+                                       "n_images"])
+
+
 # ----------------------------------------------------------------------------- accuracy
 
 def accuracy_under_noise(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -626,11 +873,14 @@ def _method_color(method, available):
 def plot_noise_curves(curves: pd.DataFrame, metric_label: str = "similarity to the original map",
                       *, noise_floor: float | None = None, methods: Sequence[str] | None = None,
                       axes: Sequence[Axes] | None = None, title: str | None = None,
-                      relative: bool = False) -> Figure:
+                      relative: bool = False,
+                      intervals: pd.DataFrame | None = None) -> Figure:
     """One panel per noise std: similarity against layers noised, one line per method.
 
-    Lines are the mean over seeds of the image-mean curves; the band is +- one standard
-    deviation over seeds (invisible with one seed). A dashed grey line marks the noise floor.
+    Lines are the mean over seeds of the image-mean curves. Without ``intervals`` the band is
+    +- one standard deviation over seeds (invisible with one seed); with them the band is the
+    95 % interval over the images and the seeds' spread is drawn as error bars. A dashed grey
+    line marks the noise floor.
 
     Parameters
     ----------
@@ -647,6 +897,8 @@ def plot_noise_curves(curves: pd.DataFrame, metric_label: str = "similarity to t
         Figure title.
     relative : bool
         Label the panels "relative std" instead of "std".
+    intervals : pandas.DataFrame, optional
+        :func:`curve_intervals` of the same sweep and metric: bands over the images.
 
     Returns
     -------
@@ -654,7 +906,8 @@ def plot_noise_curves(curves: pd.DataFrame, metric_label: str = "similarity to t
 
     Examples
     --------
-    >>> fig = plot_noise_curves(sweep.curves("spearman_diverging"))   # doctest: +SKIP
+    >>> fig = plot_noise_curves(sweep.curves("spearman_diverging"),     # doctest: +SKIP
+    ...                         intervals=curve_intervals(sweep.table))
     """
     import matplotlib.pyplot as plt
 
@@ -680,6 +933,9 @@ def plot_noise_curves(curves: pd.DataFrame, metric_label: str = "similarity to t
                              "noise levels; pass one Axes per std")
         fig = axes[0].figure
     n_seeds = int(summary["n_seeds"].max())
+    if intervals is not None:
+        _check_columns(intervals, ["noise_std", "method", "step", "low", "high", "n_images"],
+                       "intervals")
     for ax, s in zip(axes, stds):
         part = summary[summary["noise_std"] == s]
         for j, method in enumerate(methods):
@@ -687,8 +943,20 @@ def plot_noise_curves(curves: pd.DataFrame, metric_label: str = "similarity to t
             color = _method_color(method, available)
             ax.plot(c["step"], c["mean"], "o-", ms=4, color=color,
                     label=_label(method))
-            ax.fill_between(c["step"], c["mean"] - c["seed_std"], c["mean"] + c["seed_std"],
-                            color=color, alpha=0.18, lw=0)
+            if intervals is None:
+                ax.fill_between(c["step"], c["mean"] - c["seed_std"],
+                                c["mean"] + c["seed_std"], color=color, alpha=0.18, lw=0)
+                continue
+            band = intervals[(intervals["noise_std"] == s) & (intervals["method"] == method)]
+            if band.empty:
+                raise ValueError(f"intervals has no rows for std {s:g} and {method!r}; pass "
+                                 "curve_intervals() of the same sweep")
+            band = band.sort_values("step")
+            ax.fill_between(band["step"], band["low"], band["high"], color=color, alpha=0.18,
+                            lw=0)
+            if n_seeds > 1:
+                ax.errorbar(c["step"], c["mean"], yerr=c["seed_std"], fmt="none",
+                            ecolor=color, elinewidth=1, capsize=2)
         if noise_floor is not None:
             ax.axhline(noise_floor, color="grey", ls="--", lw=1)
         layers = part.drop_duplicates("step").sort_values("step")["layer"].tolist()
@@ -697,8 +965,14 @@ def plot_noise_curves(curves: pd.DataFrame, metric_label: str = "similarity to t
         ax.set_xlabel("noise added down to layer")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(metric_label)
-    axes[-1].legend(fontsize=8, loc="best",
-                    title=f"mean ± sd over {n_seeds} seeds" if n_seeds > 1 else None,
+    if intervals is not None:
+        n_images = int(intervals["n_images"].max())
+        legend_title = f"band: 95 % interval over {n_images} images" + (
+            f"\nbars: ± sd over {n_seeds} seeds" if n_seeds > 1 else "")
+    else:
+        legend_title = f"mean ± sd over {n_seeds} seeds" if n_seeds > 1 else None
+    # Outside the last panel: inside, it would hide the curves it names.
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), title=legend_title,
                     title_fontsize=8)
     if title:
         fig.suptitle(title)

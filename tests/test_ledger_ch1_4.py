@@ -308,6 +308,12 @@ def test_ch2_floor_claim_states_how_many_photos():
     assert "5 photos" not in ch2.real_map_floor(ch2_measured()).measured
 
 
+def test_ch2_input_times_random_states_how_many_photos_and_digits():
+    setting = ch2.input_times_random(ch2_measured(n_photos=8, n_digits=100)).setting
+    assert "8 photos" in setting and "100 MNIST digits" in setting
+    assert "100" not in ch2.input_times_random(ch2_measured()).setting
+
+
 def test_ch3_settings_state_how_many_inputs_the_intervals_are_over():
     settings = [c.setting for c in ch3.claims(ch3.agreeing_example() | {"n_photos": 8,
                                                                        "n_digits": 20})]

@@ -122,7 +122,8 @@ def input_times_random(measured: dict) -> Claim:
         measured=f"spearman_abs {photos:.2f} (photos), {mnist:.2f} (MNIST); "
                  f"spearman_diverging {signed:.3f} (photos)",
         agrees=True if low > 0.5 else (None if max(photos, mnist) > 0.5 else False),
-        setting="photos in EfficientNet's [-1, 1] input space; MNIST digits in [0, 1]")
+        setting=f"{count_text(measured, 'n_photos', 'photos')} in EfficientNet's [-1, 1] "
+                f"input space; {count_text(measured, 'n_digits', 'MNIST digits')} in [0, 1]")
 
 
 def abs_hides_sign(measured: dict) -> Claim:

@@ -41,6 +41,7 @@ def ch1_measured(**changes):
          "accuracy": 0.99, "n_test": 2000}
     for method in ("guided_backprop", "guided_gradcam", "smoothgrad"):
         m[f"edge_own_{method}"], m[f"edge_other_{method}"] = 0.4, 0.1
+    m["edge_gap_guided_backprop"], m["edge_gap_guided_backprop_ci"] = 0.3, (0.2, 0.4)
     m.update(changes)
     return m
 
@@ -77,11 +78,24 @@ def test_ch1_sign_hidden():
     assert ch1.sign_hidden(ch1_measured(negative_share_guided_backprop=0.0)).verdict == "agrees"
 
 
-@pytest.mark.parametrize("own, other, verdict", [(0.4, 0.1, "agrees"), (0.15, 0.1, "partly"),
-                                                 (0.1, 0.1, "differs"), (0.05, 0.3, "differs")])
-def test_ch1_edge_resemblance(own, other, verdict):
-    m = ch1_measured(edge_own_guided_backprop=own, edge_other_guided_backprop=other)
+@pytest.mark.parametrize("gap, interval, verdict", [
+    (0.3, (0.2, 0.4), "agrees"),
+    (0.05, (0.02, 0.08), "partly"),      # more like its own edges, but by little
+    (0.1, (-0.02, 0.22), "partly"),      # the interval crosses 0
+    (0.0, (-0.1, 0.0), "differs"),
+    (-0.25, (-0.3, -0.2), "differs")])
+def test_ch1_edge_resemblance(gap, interval, verdict):
+    m = ch1_measured(edge_gap_guided_backprop=gap, edge_gap_guided_backprop_ci=interval)
     assert ch1.edge_resemblance(m).verdict == verdict
+
+
+def test_ch1_edge_resemblance_states_the_photos_and_needs_the_interval():
+    claim = ch1.edge_resemblance(ch1_measured(n_edge_photos=8))
+    assert "8 photos" in claim.setting and "paired: +0.30 [+0.20, +0.40]" in claim.measured
+    m = ch1_measured()
+    del m["edge_gap_guided_backprop_ci"]
+    with pytest.raises(KeyError, match="edge_gap_guided_backprop_ci"):
+        ch1.edge_resemblance(m)
 
 
 @pytest.mark.parametrize("accuracy, verdict", [(0.992, "agrees"), (0.983, "agrees"),

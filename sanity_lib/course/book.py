@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 __all__ = ["setup", "elapsed", "glue", "glue_all", "claims_table", "book_methods",
-           "interval_text", "BOOK_IG_SMOOTHGRAD", "QUIET", "LIBRARY_WARNINGS"]
+           "interval_text", "explain_cached", "BOOK_IG_SMOOTHGRAD", "QUIET", "LIBRARY_WARNINGS"]
 
 #: IG-SmoothGrad as the book runs it on MNIST: 10 noisy copies, each integrated in 10 steps,
 #: 100 gradients per map instead of the paper's 50 x 50 = 2,500 (chapter 3 compares the two).
@@ -265,6 +265,103 @@ def interval_text(mean: float, low: float | None = None, high: float | None = No
                          "values, not a mean with one end")
     spec = f"{'+' if signed else ''}.{digits}f"
     return f"{mean:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
+def _map_code_fingerprint() -> str:
+    """A hash of the library code that computes maps (``saliency/`` and ``models/``): a map
+    stored by older code is never served to newer code."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for folder in ("saliency", "models"):
+        for path in sorted((root / folder).rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _setting_key(name, value):
+    """A JSON-friendly stand-in for one explain() setting, or a TypeError naming it."""
+    import torch
+
+    from sanity_lib._cache import fingerprint
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (torch.Tensor, torch.nn.Module)):
+        return f"{type(value).__name__}:{fingerprint(value)}"
+    if isinstance(value, (list, tuple)) and all(
+            v is None or isinstance(v, (bool, int, float, str)) for v in value):
+        return list(value)
+    raise TypeError(f"explain_cached cannot store maps computed with {name}={value!r} (a "
+                    f"{type(value).__name__}); call sl.saliency.explain directly")
+
+
+def explain_cached(model, x, method: str, **settings):
+    """:func:`sanity_lib.saliency.explain`, stored on disk: the maps, and the seconds they took.
+
+    For the book's costly maps of a fixed network (Integrated Gradients with 128 steps on
+    EfficientNet-Lite0, say): a rebuild loads them instead of computing them again. The key
+    holds the fingerprints of the model's weights and of the inputs, the method, every
+    setting (tensors by fingerprint), the torch version and a hash of the library's map code,
+    so a change to any of them computes anew; the entry is written atomically and read back
+    safely, like the library's checkpoints and sweeps (``sanity_lib._cache``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    x : torch.Tensor
+        N x C x H x W inputs.
+    method : str
+        A name of :data:`sanity_lib.saliency.METHODS`.
+    **settings
+        Passed on to :func:`sanity_lib.saliency.explain`: numbers, strings, None, tensors
+        (``target=``, ``baseline=``) or modules (``layer=``).
+
+    Returns
+    -------
+    (torch.Tensor, float)
+        The maps, and how many seconds :func:`~sanity_lib.saliency.explain` took when they
+        were computed (on the machine that filled the cache).
+
+    Raises
+    ------
+    TypeError
+        When ``model`` is not a module, ``x`` not a tensor, or a setting cannot be keyed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sanity_lib.models import mnist_cnn
+    >>> x = torch.linspace(0, 1, 2 * 28 * 28).reshape(2, 1, 28, 28)   # fixed: one stored entry
+    >>> maps, seconds = explain_cached(mnist_cnn(seed=0), x, "gradient")
+    >>> tuple(maps.shape), seconds >= 0
+    ((2, 1, 28, 28), True)
+    """
+    import torch
+
+    from sanity_lib import saliency
+    from sanity_lib._cache import cached, fingerprint
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor of inputs, got {type(x).__name__}")
+    config = {"kind": "explain", "method": method, "model": fingerprint(model),
+              "inputs": fingerprint(x), "torch": str(torch.__version__),
+              "code": _map_code_fingerprint(),
+              "settings": {k: _setting_key(k, v) for k, v in sorted(settings.items())}}
+
+    def compute():
+        start = time.perf_counter()
+        maps = saliency.explain(model, x, method, **settings)
+        return maps, time.perf_counter() - start
+
+    return cached("maps", config, compute, what="map",
+                  dump=lambda value: {"maps": value[0].detach().cpu(), "seconds": value[1]},
+                  load=lambda entry: (entry["maps"], float(entry["seconds"])))
 
 
 def claims_table(claims):

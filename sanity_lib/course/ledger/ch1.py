@@ -1,6 +1,7 @@
 """Chapter 1 (saliency methods): what the paper says about the methods, against our maps.
 
-The chapter measures, on EfficientNet-Lite0 (three photos) and the MNIST CNN (five digits):
+The chapter measures, on EfficientNet-Lite0 (three photos; the edge comparison on every
+offline photo) and the MNIST CNN (five digits):
 
 =====================================  =====================================================
 key                                    what it is
@@ -17,6 +18,9 @@ key                                    what it is
 ``edge_own_<m>``, ``edge_other_<m>``   rank correlation of ``|map|`` with the Sobel magnitude
                                        of its own / another photo, for m in
                                        guided_backprop, guided_gradcam, smoothgrad
+``edge_gap_guided_backprop``,          Guided Backprop's own-minus-another difference, photo
+``edge_gap_guided_backprop_ci``        by photo, and its 95 % interval; ``n_edge_photos``
+                                       (optional) how many photos
 ``accuracy``, ``n_test``               the MNIST CNN's test accuracy and test-set size
 =====================================  =====================================================
 
@@ -31,13 +35,14 @@ Examples
 ...                                            "integrated_gradients", "guided_backprop")}
 >>> m |= {f"edge_{w}_{k}": v for k in ("guided_backprop", "guided_gradcam", "smoothgrad")
 ...       for w, v in (("own", 0.3), ("other", 0.1))}
+>>> m |= {"edge_gap_guided_backprop": 0.2, "edge_gap_guided_backprop_ci": (0.15, 0.25)}
 >>> [c.verdict for c in claims(m)]
 ['agrees', 'agrees', 'agrees', 'agrees', 'agrees']
 """
 from __future__ import annotations
 
 from . import Claim, all_of
-from ._measured import finite, take
+from ._measured import count_text, finite, mean_and_interval, take
 
 __all__ = ["claims", "input_structure", "smoothgrad_less_noisy", "sign_hidden",
            "edge_resemblance", "mnist_accuracy", "PAPER_ACCURACY"]
@@ -130,30 +135,36 @@ def sign_hidden(measured: dict) -> Claim:
 
 
 def edge_resemblance(measured: dict) -> Claim:
-    """Guided Backprop's map follows its own photo's edges more than another photo's: agrees
-    by more than 0.1, partly by less, differs when it follows them no more.
+    """Guided Backprop's map follows its own photo's edges more than another photo's, read
+    from the paired difference's 95 % interval: agrees when all of it is above 0.1, differs
+    when none of it is above 0 (no more like its own edges than another photo's), partly
+    otherwise.
 
     Examples
     --------
     >>> m = {f"edge_{w}_{k}": 0.2 for k in ("guided_backprop", "guided_gradcam", "smoothgrad")
     ...      for w in ("own", "other")}
+    >>> m |= {"edge_gap_guided_backprop": 0.0, "edge_gap_guided_backprop_ci": (-0.05, 0.04)}
     >>> edge_resemblance(m).verdict         # no more like its own edges than another photo's
+    'partly'
+    >>> edge_resemblance(m | {"edge_gap_guided_backprop_ci": (-0.05, -0.01)}).verdict
     'differs'
     """
     methods = ("guided_backprop", "guided_gradcam", "smoothgrad")
     own = dict(zip(methods, take(measured, *(f"edge_own_{m}" for m in methods))))
     other = dict(zip(methods, take(measured, *(f"edge_other_{m}" for m in methods))))
-    gap = finite("edge_own_guided_backprop", own["guided_backprop"]) - finite(
-        "edge_other_guided_backprop", other["guided_backprop"])
+    gap, (low, high) = mean_and_interval(measured, "edge_gap_guided_backprop")
     return Claim(
         "Some saliency maps resemble edge detector outputs (confirmation bias)",
         paper="Guided Backprop and Guided GradCAM maps look like the output of an edge "
               "detector (visual comparison)",
         source="Fig. 1",
         measured="by eye yes; rank corr. of |map| with own / another photo's Sobel magnitude: "
-                 + ", ".join(f"{_LABEL[m]} {own[m]:.2f} / {other[m]:.2f}" for m in methods),
-        agrees=True if gap > 0.1 else (None if gap > 0 else False),
-        setting="3 photos, pixel-level Spearman only; a teaser, chapter 5 measures it properly")
+                 + ", ".join(f"{_LABEL[m]} {own[m]:.2f} / {other[m]:.2f}" for m in methods)
+                 + f"; GBP own minus another, paired: {gap:+.2f} [{low:+.2f}, {high:+.2f}]",
+        agrees=True if low > 0.1 else (False if high <= 0 else None),
+        setting=f"{count_text(measured, 'n_edge_photos', 'photos')}, pixel-level Spearman "
+                "only; a teaser, chapter 5 measures it properly")
 
 
 def mnist_accuracy(measured: dict) -> Claim:

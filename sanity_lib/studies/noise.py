@@ -320,6 +320,21 @@ def noise_sweep(model: nn.Module, x: torch.Tensor,
 
 # ----------------------------------------------------------------------------- curves
 
+def _metric_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The rows of one metric of a sweep's table; a single test's table (no ``noise_std`` or
+    ``seed`` column) reads as noise_std NaN, seed 0."""
+    _check_columns(table, ["method", "step", "layer", "image", "metric", "value"], "table")
+    if metric not in set(table["metric"]):
+        raise ValueError(f"metric={metric!r} is not in the table; it holds "
+                         f"{sorted(set(table['metric']))}")
+    t = table[table["metric"] == metric]
+    if "noise_std" not in t.columns:
+        t = t.assign(noise_std=np.nan)
+    if "seed" not in t.columns:
+        t = t.assign(seed=0)
+    return t
+
+
 def mean_curves(table: pd.DataFrame, metric: str = "spearman_diverging", *,
                 layers: Sequence[str] | None = None) -> pd.DataFrame:
     """Similarity against step, averaged over the images, for every std, seed and method.
@@ -350,15 +365,7 @@ def mean_curves(table: pd.DataFrame, metric: str = "spearman_diverging", *,
     >>> mean_curves(t, "ssim")["value"].round(2).tolist()
     [1.0, 0.7, 0.2]
     """
-    _check_columns(table, ["method", "step", "layer", "image", "metric", "value"], "table")
-    if metric not in set(table["metric"]):
-        raise ValueError(f"metric={metric!r} is not in the table; it holds "
-                         f"{sorted(set(table['metric']))}")
-    t = table[table["metric"] == metric]
-    if "noise_std" not in t.columns:
-        t = t.assign(noise_std=np.nan)
-    if "seed" not in t.columns:
-        t = t.assign(seed=0)
+    t = _metric_rows(table, metric)
     methods = list(dict.fromkeys(t["method"]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -574,13 +581,7 @@ def _image_curves(table: pd.DataFrame, metric: str):
     """``{(noise_std, method): (layers, V)}``, V an images x steps array (step 0 = 1) of each
     image's similarity averaged over the noise seeds (draws of the same noise, not more
     images), in the table's method order."""
-    _check_columns(table, ["method", "step", "layer", "image", "metric", "value"], "table")
-    if metric not in set(table["metric"]):
-        raise ValueError(f"metric={metric!r} is not in the table; it holds "
-                         f"{sorted(set(table['metric']))}")
-    t = table[table["metric"] == metric]
-    if "noise_std" not in t.columns:
-        t = t.assign(noise_std=np.nan)
+    t = _metric_rows(table, metric)
     methods = list(dict.fromkeys(t["method"]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -89,7 +89,9 @@ def plot_curves(table: pd.DataFrame, layers: Sequence[str],
                 ax: Axes | Sequence[Axes] | None = None, band: str | None = "ci",
                 methods: Sequence[str] | None = None, title: str | None = None,
                 xlabel: str = "step",
-                nulls: Mapping[str, Mapping[str, float]] | None = None) -> Figure:
+                nulls: Mapping[str, Mapping[str, float]] | None = None,
+                method_nulls: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+                ) -> Figure:
     """Similarity to the original map along the randomization steps (paper, Figs. 2-3).
 
     For each method, the mean over images of ``metric`` at every step is drawn as a line
@@ -99,7 +101,8 @@ def plot_curves(table: pd.DataFrame, layers: Sequence[str],
     the images spread), None none. NaN values (constant maps) are left out. The x axis shows
     ``layers`` in randomization order, starting at "original", where every curve is 1 (a map
     is identical to itself). A dashed grey line marks the noise floor of the metric when
-    given, and dotted lines the other nulls of ``nulls``.
+    given, dotted lines the other nulls of ``nulls``, and a null that differs by method
+    (``method_nulls``) is one short dash per method, in its colour, right of the last step.
 
     Parameters
     ----------
@@ -122,6 +125,9 @@ def plot_curves(table: pd.DataFrame, layers: Sequence[str],
     nulls : dict of str to dict of str to float, optional
         More reference levels to draw: ``{label: {metric: level}}``, e.g. the input-only
         level (:meth:`SanityCheckResult.null_level`).
+    method_nulls : dict of str to dict of str to dict of str to float, optional
+        Nulls with one level per method: ``{label: {metric: {method: level}}}``, e.g. the
+        mismatched-image null.
 
     Returns
     -------
@@ -195,15 +201,30 @@ def plot_curves(table: pd.DataFrame, layers: Sequence[str],
         if noise_floor is not None and name in noise_floor:
             floor = float(noise_floor[name])
             panel.axhline(floor, ls="--", lw=1.2, color="0.45",
-                          label=f"noise floor ({0.0 if abs(floor) < 0.005 else floor:.2f})")
+                          label="noise floor" + _level_text(floor, len(metrics)))
         for j, (label, levels) in enumerate((nulls or {}).items()):
             if name in levels and np.isfinite(levels[name]):
                 panel.axhline(float(levels[name]), ls=":", lw=1.4, color=f"{0.25 + 0.15 * j}",
-                              label=f"{label} ({float(levels[name]):.2f})")
+                              label=label + _level_text(float(levels[name]), len(metrics)))
                 lowest = min(lowest, float(levels[name]))
+        right = n_steps + 0.3
+        for j, (label, by_metric) in enumerate((method_nulls or {}).items()):
+            levels = by_metric.get(name, {})
+            at = n_steps + 0.35 + 0.3 * j
+            for i, method in enumerate(methods):
+                level = levels.get(method)
+                if level is not None and np.isfinite(level):
+                    panel.plot([at], [level], marker="_", markersize=14, mew=2.6,
+                               color=colors[i % len(colors)], ls="none")
+                    lowest = min(lowest, float(level))
+            if levels:
+                # One legend entry per null: the colour says which method a dash belongs to.
+                panel.plot([], [], marker="_", markersize=12, mew=2.6, color="0.3",
+                           ls="none", label=f"{label}\n(dashes at right, in each method's colour)")
+                right = at + 0.25
         panel.set_xticks(steps)
         panel.set_xticklabels(layers, rotation=45, ha="right", rotation_mode="anchor")
-        panel.set_xlim(-0.3, n_steps + 0.3)
+        panel.set_xlim(-0.3, right)
         panel.set_ylim(min(-0.1, lowest - 0.05), 1.05)
         panel.set_ylabel(METRIC_LABELS.get(name, name))
         panel.set_xlabel(xlabel)
@@ -212,8 +233,18 @@ def plot_curves(table: pd.DataFrame, layers: Sequence[str],
             panel.set_title(f"{title}\n{METRIC_LABELS.get(name, name)}", fontsize=10)
         elif title:
             panel.set_title(title)
-        panel.legend(fontsize=8, loc="best", framealpha=0.85)
+    # One legend, outside the last panel: inside, it would hide curves and the null dashes.
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                    framealpha=0.85, borderaxespad=0.0)
     return fig
+
+
+def _level_text(level: float, panels: int) -> str:
+    """' (0.42)' for a legend entry; nothing when the one legend serves several panels,
+    whose levels differ."""
+    if panels > 1:
+        return ""
+    return f" ({0.0 if abs(level) < 0.005 else level:.2f})"
 
 
 def _display_image(img: torch.Tensor) -> np.ndarray:

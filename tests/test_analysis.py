@@ -16,6 +16,7 @@ import torch  # noqa: E402
 from scipy import ndimage, stats  # noqa: E402
 from skimage.feature import canny  # noqa: E402
 
+import sanity_lib as sl  # noqa: E402
 from sanity_lib import analysis, data, models, saliency, similarity  # noqa: E402
 
 SOBEL_KERNEL = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
@@ -229,11 +230,57 @@ def test_plot_edge_similarity_draws_one_mean_bar_per_group_and_method(digits):
                        analysis.edge_similarity(maps, digits).assign(model="two")])
     fig = analysis.plot_edge_similarity(table, detector="canny", floor=0.0)
     ax = fig.axes[0]
-    bars = [c for c in ax.collections if type(c).__name__ == "LineCollection"]
-    assert len(bars) == 2 * 2
+    lines = [c.get_segments()[0] for c in ax.collections
+             if type(c).__name__ == "LineCollection"]
+    bars = [seg for seg in lines if seg[0, 1] == seg[1, 1]]
+    whiskers = [seg for seg in lines if seg[0, 0] == seg[1, 0]]
+    assert len(bars) == len(whiskers) == 2 * 2
+    # each whisker is the 95 % bootstrap interval of its bar's mean
+    values = table[(table["detector"] == "canny") & (table["model"] == "one")
+                   & (table["method"] == "a")]["value"].to_numpy()
+    mean, low, high = sl.checks.statistics.bootstrap_interval(values)
+    assert bars[0][0, 1] == pytest.approx(mean)
+    assert sorted(whiskers[0][:, 1]) == pytest.approx([low, high])
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["one", "two", "noise floor"]
     assert "Canny" in ax.get_ylabel()
+
+
+def test_the_mismatched_pairing_holds_each_map_against_other_images_edges(photos):
+    """edge_similarity(pairing="mismatched"): map i against the edges of image i - k, averaged
+    over every offset k for three images; recomputed here with scipy."""
+    maps = torch.randn(3, 3, 48, 48, generator=torch.Generator().manual_seed(4)) * photos
+    table = analysis.edge_similarity({"m": maps}, photos, detectors="sobel",
+                                     pairing="mismatched")
+    assert list(table.columns) == ["method", "detector", "metric", "image", "value"]
+    normalized_maps = similarity.normalize(maps.double().abs().sum(1), "abs").numpy()
+    edges = similarity.normalize(analysis.edge_maps(photos, "sobel"), "abs").numpy()
+    expected = [np.mean([stats.spearmanr(normalized_maps[i].ravel(),
+                                         edges[(i - k) % 3].ravel())[0] for k in (1, 2)])
+                for i in range(3)]
+    np.testing.assert_allclose(table.sort_values("image")["value"], expected, atol=1e-10)
+    # the image's own Sobel map against other images' edges is far below itself
+    own = analysis.edge_maps(photos, "sobel")
+    null = analysis.edge_similarity(own, photos, detectors="sobel", pairing="mismatched")
+    assert null["value"].max() < 0.9
+    with pytest.raises(ValueError, match="at least two images"):
+        analysis.edge_similarity(own[:1], photos[:1], pairing="mismatched")
+    with pytest.raises(ValueError, match="pairing"):
+        analysis.edge_similarity(own, photos, pairing="other")
+
+
+def test_plot_edge_similarity_marks_the_mismatched_null(digits):
+    maps = {"a": torch.rand(digits.shape), "b": digits}
+    same = analysis.edge_similarity(maps, digits, detectors="sobel")
+    null = analysis.edge_similarity(maps, digits, detectors="sobel", pairing="mismatched")
+    ax = analysis.plot_edge_similarity(same, mismatched=null).axes[0]
+    diamonds = [line for line in ax.get_lines() if line.get_marker() == "D"]
+    assert len(diamonds) == 2
+    assert diamonds[1].get_ydata()[0] == pytest.approx(
+        null[null["method"] == "b"]["value"].mean())
+    assert "mismatched-image null" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(TypeError, match="mismatched must be a DataFrame"):
+        analysis.plot_edge_similarity(same, mismatched=[0.1])
 
 
 def test_plot_edge_similarity_explains_missing_rows(digits):

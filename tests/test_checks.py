@@ -411,6 +411,65 @@ def test_plot_curves_draws_one_line_per_method_and_the_noise_floor(result):
     assert two.axes[1].get_ylabel() == "HOG feature correlation"
 
 
+def _legend_entry(ax, start):
+    """The legend entry whose text starts with ``start`` (the legend sits on the last panel)."""
+    texts = [t.get_text() for t in ax.figure.axes[-1].get_legend().get_texts()]
+    found = [t for t in texts if t.startswith(start)]
+    assert len(found) == 1, texts
+    return found[0]
+
+
+def test_plot_curves_draws_every_null_that_fits(model, digits):
+    """"auto": the mismatched-image null as one dash per method, in the method's colour,
+    right of the last step, at null_level's value; the input-only level as a dotted line
+    once a method multiplies by the input; the noise floor dashed."""
+    res = sl.model_randomization_test(model, digits, ["gradient", "gradient_x_input"],
+                                      progress=False)
+    fig = res.plot_curves("spearman_abs")
+    ax = fig.axes[0]
+    dashes = [line for line in ax.get_lines() if line.get_marker() == "_" and
+              len(line.get_xdata()) == 1]
+    assert len(dashes) == 2
+    curves = {line.get_label(): line for line in ax.get_lines()}
+    for dash, method in zip(dashes, res.methods):
+        assert dash.get_xdata()[0] > len(res.layers) - 1  # right of the last step
+        assert dash.get_color() == curves[sl.plotting.METHOD_LABELS[method]].get_color()
+        assert dash.get_ydata()[0] == pytest.approx(
+            res.null_level("spearman_abs", "mismatched", method=method))
+    assert ax.get_xlim()[1] > dashes[0].get_xdata()[0]  # the dashes are inside the panel
+    input_only = curves[_legend_entry(ax, "input only")]
+    assert input_only.get_linestyle() == ":"
+    assert input_only.get_ydata()[0] == pytest.approx(res.null_level("spearman_abs",
+                                                                      "input_only"))
+    assert _legend_entry(ax, "mismatched-image null")
+    # nothing is drawn that does not fit: the gradient alone has no input-only level, and
+    # () draws no null at all
+    alone = res.plot_curves("ssim", methods=["gradient"]).axes[0]
+    labels = [t.get_text() for t in alone.get_legend().get_texts()]
+    assert not any(t.startswith("input only") for t in labels)
+    assert sum(line.get_marker() == "_" for line in alone.get_lines()) == 2  # dash + key
+    bare = res.plot_curves("ssim", nulls=()).axes[0]
+    assert [t.get_text() for t in bare.get_legend().get_texts()] == [
+        "Gradient", "Gradient ⊙ Input"]
+    with pytest.raises(ValueError, match="nulls"):
+        res.plot_curves("ssim", nulls=["mismatch"])
+
+
+def test_several_panels_share_one_legend_without_per_panel_levels(result):
+    fig = result.plot_curves(["ssim", "hog"])
+    assert fig.axes[0].get_legend() is None
+    assert _legend_entry(fig.axes[1], "noise floor") == "noise floor"  # levels differ
+
+
+def test_null_levels_are_computed_once(model, digits, monkeypatch):
+    res = sl.model_randomization_test(model, digits, ["gradient"], progress=False)
+    first = res.null_level("ssim", "mismatched", method="gradient")
+    calls = []
+    monkeypatch.setattr(similarity, "compare", lambda *a, **k: calls.append(1))
+    assert res.null_level("ssim", "mismatched", method="gradient") == first
+    assert not calls
+
+
 def test_plot_curves_draws_into_given_axes_and_rejects_unknown_metrics(result):
     fig, ax = plt.subplots()
     assert result.plot_curves("ssim", ax=ax) is fig

@@ -18,7 +18,7 @@ from sanity_lib._validation import check_choice, check_choices, check_real
 from .statistics import LEVEL, bootstrap_interval
 
 __all__ = ["SanityCheckResult", "TABLE_COLUMNS", "PASS_THRESHOLD", "VERDICTS", "NULL_KINDS",
-           "call_from_interval"]
+           "INPUT_TIMES_METHODS", "call_from_interval"]
 
 #: This course's rule for pass and fail (:meth:`SanityCheckResult.verdict`): a method fails
 #: when its maps keep at least this share of their similarity above the null. The paper
@@ -30,6 +30,9 @@ VERDICTS = ("passes", "fails", "cannot tell")
 NULL_KINDS = ("noise_floor", "mismatched", "input_only")
 #: How many image offsets the mismatched-image null averages over at most (see null_level).
 MISMATCHED_SHIFTS = 16
+#: Methods whose map is the input times something: their maps share the input's pattern
+#: whatever the weights, so the input-only null bounds what their similarity can mean.
+INPUT_TIMES_METHODS = ("gradient_x_input", "integrated_gradients")
 
 
 
@@ -119,6 +122,8 @@ class SanityCheckResult:
     targets: torch.Tensor
     settings: dict
     inputs: torch.Tensor | None = field(default=None)
+    # null_level's answers, computed once: a mismatched null compares every pair of maps
+    _null_levels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- small conveniences
     @property
@@ -345,6 +350,12 @@ class SanityCheckResult:
         if metric not in self.metrics:
             raise ValueError(f"metric={metric!r} is not in this result; it holds "
                              f"{self.metrics}")
+        key = (metric, kind, method if kind == "mismatched" else None)
+        if key not in self._null_levels:
+            self._null_levels[key] = self._compute_null_level(metric, kind, method)
+        return self._null_levels[key]
+
+    def _compute_null_level(self, metric: str, kind: str, method: str | None) -> float:
         if kind == "noise_floor":
             return float(self.noise_floor[metric])
         if kind == "input_only":
@@ -453,13 +464,16 @@ class SanityCheckResult:
         return pd.DataFrame(rows)
 
     def plot_curves(self, metric="spearman_abs", ax=None, band="ci", methods=None,
-                    nulls=("noise_floor",)):
+                    nulls="auto"):
         """The paper's Figures 2 and 3: similarity to the original map, step by step.
 
         One line per method (mean over images) with a shaded band (``band="ci"``: the 95%
         bootstrap interval of the mean; ``"std"``: mean +- one standard deviation over
         images; ``"iqr"``: the 25th to 75th percentile; None: no band), starting at 1 on
-        "original"; a dashed line marks the noise floor, dotted lines the other nulls.
+        "original". The nulls to read the curves against (:meth:`null_level`) are drawn
+        with them: a dashed line for the noise floor, a dotted one for the input-only
+        level, and for the mismatched-image null one short dash per method, in the
+        method's colour, right of the last step.
 
         Parameters
         ----------
@@ -470,8 +484,11 @@ class SanityCheckResult:
         band : {"ci", "std", "iqr", None}
         methods : list of str, optional
             A subset of the methods, in the order to draw.
-        nulls : sequence of {"noise_floor", "input_only"}, default ("noise_floor",)
-            The nulls to draw (:meth:`null_level`).
+        nulls : "auto" or sequence of {"noise_floor", "mismatched", "input_only"}
+            The nulls to draw. ``"auto"`` draws every null that fits: the noise floor
+            always; the mismatched-image null when the maps were kept for two images or
+            more; the input-only level when a method multiplies its map by the input
+            (gradient x input, Integrated Gradients) is drawn. ``()`` draws none.
 
         Returns
         -------
@@ -484,17 +501,35 @@ class SanityCheckResult:
         """
         from sanity_lib import plotting
 
-        nulls = check_choices("nulls", nulls, ("noise_floor", "input_only")) if nulls else ()
         metrics = [metric] if isinstance(metric, str) else list(metric)
-        extra = {}
+        shown = self.methods if methods is None else (
+            [methods] if isinstance(methods, str) else list(methods))
+        if isinstance(nulls, str) and nulls == "auto":
+            nulls = self._fitting_nulls(shown)
+        nulls = check_choices("nulls", nulls, NULL_KINDS) if nulls else ()
+        metrics_held = [m for m in metrics if m in self.metrics]
+        extra, per_method = {}, {}
         if "input_only" in nulls:
-            extra["input only"] = {m: self.null_level(m, "input_only") for m in metrics
-                                   if m in self.metrics}
+            extra["input only (x⊙u vs x⊙v)"] = {
+                m: self.null_level(m, "input_only") for m in metrics_held}
+        if "mismatched" in nulls:
+            per_method["mismatched-image null"] = {
+                m: {k: self.null_level(m, "mismatched", method=k)
+                    for k in shown if k in self.methods} for m in metrics_held}
         return plotting.plot_curves(
             self.table, self.layers, metric=metric,
             noise_floor=self.noise_floor if "noise_floor" in nulls else None, ax=ax,
             band=band, methods=methods, title=_describe_test(self.settings),
-            xlabel=_x_label(self.settings), nulls=extra)
+            xlabel=_x_label(self.settings), nulls=extra, method_nulls=per_method)
+
+    def _fitting_nulls(self, methods) -> tuple:
+        """The nulls that say something about these methods' curves (plot_curves' "auto")."""
+        kinds = ["noise_floor"]
+        if self.maps and next(iter(self.maps.values())).shape[1] >= 2:
+            kinds.append("mismatched")
+        if self.inputs is not None and any(m in INPUT_TIMES_METHODS for m in methods):
+            kinds.append("input_only")
+        return tuple(kinds)
 
     def plot_grid(self, image=0, mode="abs", methods=None, steps=None, cmap=None):
         """The maps of one image: methods in rows, original then each step in columns.

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import torch
-from sanity_lib._validation import check_choices, check_int, check_real
+from sanity_lib._validation import check_choice, check_choices, check_int, check_real
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -207,7 +207,7 @@ def edge_similarity(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor 
                     images: torch.Tensor | np.ndarray, *,
                     detectors: str | Sequence[str] = ("sobel", "canny"),
                     metrics: str | Sequence[str] = ("spearman_abs",),
-                    sigma: float = 1.0) -> pd.DataFrame:
+                    sigma: float = 1.0, pairing: str = "same") -> pd.DataFrame:
     """How much saliency maps look like the edge maps of their images, per image.
 
     Each saliency map is compared with the edge map (:func:`edge_maps`) of its own image by
@@ -233,13 +233,17 @@ def edge_similarity(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor 
         *signed* maps against the (non-negative) edge map.
     sigma : float, default 1.0
         Canny's smoothing, passed to :func:`edge_maps`.
+    pairing : {"same", "mismatched"}, default "same"
+        ``"mismatched"`` is the null: the map of image ``i`` against the edges of image
+        ``i - k``, averaged over the offsets ``k`` of :func:`edge_agreement`'s mismatched
+        null. A map that resembles edges whatever the image scores as high there.
 
     Returns
     -------
     pandas.DataFrame
         Tidy, one row per (method, detector, metric, image): columns ``method`` (the dict
         key, or ``"maps"`` for a single batch), ``detector``, ``metric``, ``image`` (the
-        index in the batch) and ``value``. NaN where a map is constant.
+        index in the batch, the map's) and ``value``. NaN where a map is constant.
 
     Raises
     ------
@@ -260,14 +264,25 @@ def edge_similarity(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor 
 
     detectors = check_choices("detectors", detectors, EDGE_DETECTORS)
     metrics = check_choices("metrics", metrics, similarity.METRICS)
+    check_choice("pairing", pairing, PAIRINGS)
     pixels = _as_images(images)
+    n = len(pixels)
+    if pairing == "mismatched" and n < 2:
+        raise ValueError("pairing='mismatched' holds each map against the edges of another "
+                         "image: it needs at least two images, got one")
     edges = {d: edge_maps(pixels, d, sigma=sigma).numpy() for d in detectors}
+    shifts = [0] if pairing == "same" else _mismatched_shifts(n)
     parts = []
     for name, arr in _maps_by_name(maps, pixels).items():
         for metric in metrics:
             reduced = _reduce_channels(arr, metric)
             for detector, edge in edges.items():
-                value = similarity.compare(reduced, edge, metric)[metric].numpy()
+                per_shift = np.stack([similarity.compare(reduced, np.roll(edge, k, axis=0),
+                                                         metric)[metric].numpy()
+                                      for k in shifts])
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+                    value = np.nanmean(per_shift, axis=0)
                 parts.append(pd.DataFrame({
                     "method": name, "detector": detector, "metric": metric,
                     "image": np.arange(len(pixels)), "value": value,
@@ -324,6 +339,15 @@ def _edge_features(unit, measures, ppc, sobel=None, canny=None):
         # average ranks: pixels of equal value (the clipped top 1 %, flat patches) tie
         feats["ranks"] = rankdata(unit.reshape(n, -1), method="average", axis=1)
     return feats
+
+
+def _mismatched_shifts(n: int) -> list:
+    """The offsets of null_level's mismatched null: all of them for a few images, evenly
+    spread ones for many, so that images sorted by class do not only meet a neighbour."""
+    from sanity_lib.checks.result import MISMATCHED_SHIFTS
+
+    return [int(k) for k in np.unique(np.linspace(1, n - 1, min(n - 1, MISMATCHED_SHIFTS))
+                                      .round())]
 
 
 def _roll(feats, k):
@@ -460,7 +484,6 @@ def edge_agreement(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor |
     ({'sobel_edges': 1.0, 'ssim': 1.0}, {'sobel_edges': -0.03, 'ssim': 0.39})
     """
     from sanity_lib import similarity
-    from sanity_lib.checks.result import MISMATCHED_SHIFTS
 
     measures = check_choices("measures", measures, EDGE_MEASURES)
     pairings = check_choices("pairing", pairing, PAIRINGS)
@@ -484,9 +507,7 @@ def edge_agreement(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor |
     canny = edge_maps(pixels, "canny", sigma=sigma).numpy() if "canny_auc" in measures else None
     image_feats = _edge_features(gray, measures, pixels_per_cell,
                                  sobel=edge_maps(pixels, "sobel").numpy(), canny=canny)
-    # The offsets of null_level's mismatched null (all of them for a few images, evenly
-    # spread ones for many, so that images sorted by class do not only meet a neighbour).
-    shifts = np.unique(np.linspace(1, n - 1, min(n - 1, MISMATCHED_SHIFTS)).round()).astype(int)
+    shifts = _mismatched_shifts(n)
     parts = []
     for name, arr in batches.items():
         map_feats = _edge_features(_unit_maps(arr, percentile), measures, pixels_per_cell)
@@ -589,8 +610,12 @@ def plot_edge_similarity(table: pd.DataFrame, *, detector: str = "sobel",
                          metric: str = "spearman_abs", groups: str = "model",
                          floor: float | None = None, ax: Axes | None = None,
                          methods: Sequence[str] | None = None,
-                         title: str | None = None) -> Figure:
+                         title: str | None = None,
+                         mismatched: pd.DataFrame | None = None) -> Figure:
     """Edge similarity per method, one dot per image, grouped (coloured) by model.
+
+    Each group's bar is the mean over the images, its whisker the 95 % bootstrap interval of
+    the mean; a hollow diamond marks the mismatched-image null when ``mismatched`` is given.
 
     Parameters
     ----------
@@ -608,6 +633,9 @@ def plot_edge_similarity(table: pd.DataFrame, *, detector: str = "sobel",
     methods : list of str, optional
         Methods (x positions) in the order to draw; default all, in order of appearance.
     title : str, optional
+    mismatched : pandas.DataFrame, optional
+        The same table computed with ``pairing="mismatched"`` (:func:`edge_similarity`):
+        its mean per group and method is drawn as a hollow diamond.
 
     Returns
     -------
@@ -616,10 +644,13 @@ def plot_edge_similarity(table: pd.DataFrame, *, detector: str = "sobel",
     Examples
     --------
     >>> x = torch.rand(3, 1, 16, 16)
-    >>> fig = plot_edge_similarity(edge_similarity({"image": x}, x))
+    >>> fig = plot_edge_similarity(edge_similarity({"image": x}, x),
+    ...                            mismatched=edge_similarity({"image": x}, x,
+    ...                                                       pairing="mismatched"))
     """
     import matplotlib.pyplot as plt
 
+    from sanity_lib.checks.statistics import bootstrap_interval
     from sanity_lib.plotting import METRIC_LABELS, _label
 
     needed = set(_TABLE_COLUMNS)
@@ -635,6 +666,15 @@ def plot_edge_similarity(table: pd.DataFrame, *, detector: str = "sobel",
         )
     if groups not in rows.columns:
         rows = rows.assign(**{groups: ""})
+    null_rows = None
+    if mismatched is not None:
+        if not isinstance(mismatched, pd.DataFrame) or not needed <= set(mismatched.columns):
+            raise TypeError("mismatched must be a DataFrame like table (edge_similarity(..., "
+                            "pairing='mismatched'))")
+        null_rows = mismatched[(mismatched["detector"] == detector)
+                               & (mismatched["metric"] == metric)]
+        if groups not in null_rows.columns:
+            null_rows = null_rows.assign(**{groups: ""})
     group_names = list(dict.fromkeys(rows[groups]))
     if methods is None:
         methods = list(dict.fromkeys(rows["method"]))
@@ -662,6 +702,16 @@ def plot_edge_similarity(table: pd.DataFrame, *, detector: str = "sobel",
             ax.hlines(values.mean(), centre - 0.4 * width, centre + 0.4 * width, color=color,
                       lw=2.5, label=None if group in labelled else group)
             labelled.add(group)
+            _, low, high = bootstrap_interval(values)
+            ax.vlines(centre, low, high, color=color, lw=1.3)
+            if null_rows is not None:
+                null = null_rows.loc[(null_rows["method"] == method)
+                                     & (null_rows[groups] == group), "value"].dropna()
+                if len(null):
+                    ax.plot(centre, null.mean(), marker="D", ms=5, mfc="white", mec=color,
+                            mew=1.3, ls="none", label=None if "null" in labelled
+                            else "mismatched-image null")
+                    labelled.add("null")
     if floor is not None:
         ax.axhline(floor, color="k", ls="--", lw=1, label="noise floor")
     ax.axhline(0.0, color="0.8", lw=0.8, zorder=0)
@@ -675,7 +725,8 @@ def plot_edge_similarity(table: pd.DataFrame, *, detector: str = "sobel",
         seen = dict(zip(labels, handles))
         order = [g for g in group_names if g in seen] + [k for k in seen if k not in group_names]
         ax.legend([seen[k] for k in order], order, fontsize=8, loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), title="bar: mean\ndots: images",
+                  bbox_to_anchor=(1.01, 1.0),
+                  title="bar: mean, whisker:\n95 % interval; dots: images",
                   title_fontsize=8)
     if title:
         ax.set_title(title)

@@ -249,6 +249,45 @@ def cached(kind: str, config: dict, compute: Callable[[], Any], *,
 
 # ----------------------------------------------------------------------------- fingerprints
 
+#: The library code a saliency map depends on (relative to the package folder).
+MAP_CODE = ("saliency", "models")
+#: ... and a sweep's similarities besides: the randomization, the metrics, the sweep itself.
+SWEEP_CODE = MAP_CODE + ("randomization.py", "similarity.py", "checks/sweep.py")
+
+
+def code_fingerprint(parts=MAP_CODE, root: Path | None = None) -> str:
+    """A short SHA-256 of library source files, for the keys of cached results.
+
+    A result stored by older code is then never served to newer code: editing a saliency
+    method or a metric computes its sweeps anew, instead of showing yesterday's numbers.
+
+    Parameters
+    ----------
+    parts : sequence of str, default :data:`MAP_CODE`
+        Folders (every ``.py`` file below them) and files, relative to ``root``.
+    root : pathlib.Path, optional
+        Default: the ``sanity_lib`` package folder.
+
+    Examples
+    --------
+    >>> code_fingerprint() == code_fingerprint(MAP_CODE)
+    True
+    >>> code_fingerprint(SWEEP_CODE) != code_fingerprint(MAP_CODE)
+    True
+    """
+    root = Path(__file__).resolve().parent if root is None else Path(root)
+    h = hashlib.sha256()
+    for part in parts:
+        path = root / part
+        if not path.exists():
+            raise FileNotFoundError(f"code_fingerprint: {path} does not exist")
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            h.update(file.relative_to(root).as_posix().encode())
+            h.update(file.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _hash_tensor(h, t: torch.Tensor) -> None:
     t = t.detach().to("cpu").contiguous()
     h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())

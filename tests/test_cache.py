@@ -349,3 +349,30 @@ def test_one_fingerprint_for_models_and_tensors():
     assert fingerprint is _cache.fingerprint
     assert _cache.fingerprint(torch.zeros(2)) != _cache.fingerprint(torch.zeros(3))
     assert _cache.fingerprint(torch.zeros(2)) != _cache.fingerprint(torch.zeros(2).double())
+
+
+def test_code_fingerprint_changes_with_any_file_it_covers(tmp_path):
+    """A copy of the package's saliency folder: the same bytes give the same hash; an edit,
+    a new file or a renamed file gives another."""
+    import shutil
+    from pathlib import Path
+
+    package = Path(_cache.__file__).resolve().parent
+    shutil.copytree(package / "saliency", tmp_path / "saliency")
+    (tmp_path / "similarity.py").write_text("x = 1\n")
+    parts = ("saliency", "similarity.py")
+    first = _cache.code_fingerprint(parts, root=tmp_path)
+    assert first == _cache.code_fingerprint(parts, root=tmp_path)
+    assert _cache.code_fingerprint(("saliency",), root=tmp_path) == _cache.code_fingerprint(
+        ("saliency",), root=package), "the copy hashes as the package's own folder"
+    seen = {first}
+    edits = [lambda: (tmp_path / "similarity.py").write_text("x = 2\n"),
+             lambda: (tmp_path / "saliency" / "_new.py").write_text(""),
+             lambda: (tmp_path / "saliency" / "_new.py").rename(tmp_path / "saliency" / "_b.py")]
+    for edit in edits:
+        edit()
+        now = _cache.code_fingerprint(parts, root=tmp_path)
+        assert now not in seen
+        seen.add(now)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _cache.code_fingerprint(("nowhere",), root=tmp_path)

@@ -318,6 +318,15 @@ def test_cache_returns_the_stored_result_and_misses_on_any_change(model, digits,
         before = counting.calls
         sl.model_randomization_test(*args, **{**kwargs, **extra})
         assert counting.calls > before, f"a changed call {extra or args[0]} hit the cache"
+    # Edited library code (a saliency method, a metric) is another result too.
+    from sanity_lib.checks import sweep
+
+    real = sweep.code_fingerprint
+    monkeypatch.setattr(sweep, "code_fingerprint", lambda parts: real(parts) + "-edited")
+    before = counting.calls
+    sl.model_randomization_test(model, digits, METHODS, **kwargs)
+    assert counting.calls > before, "a sweep of older library code was served"
+    monkeypatch.setattr(sweep, "code_fingerprint", real)
     # Another explainer is another result.
     other = CountingExplainer()
     other.cache_key = "another-explainer"

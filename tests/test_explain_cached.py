@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import sanity_lib as sl
+import sanity_lib._cache
 from sanity_lib.course import book
 
 
@@ -52,7 +53,7 @@ def test_any_change_computes_anew(cache, calls, monkeypatch):
     for m, inputs, method, settings in variants:
         book.explain_cached(m, inputs, method, **settings)
     assert calls["n"] == 1 + len(variants)
-    monkeypatch.setattr(book, "_map_code_fingerprint", lambda: "edited saliency code")
+    monkeypatch.setattr(sanity_lib._cache, "code_fingerprint", lambda *a: "edited saliency code")
     book.explain_cached(model, x, "gradient")
     assert calls["n"] == 2 + len(variants)
 

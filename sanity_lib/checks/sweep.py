@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sanity_lib._cache import cached, fingerprint
+from sanity_lib._cache import SWEEP_CODE, cached, code_fingerprint, fingerprint
 from sanity_lib._validation import check_choices, parse_methods
 
 from .result import TABLE_COLUMNS, SanityCheckResult, _make_table
@@ -305,6 +305,8 @@ def _common_config(x, methods, target, metrics, compare_options, keep_maps, seed
     return {
         "format": _CACHE_FORMAT,
         "version": sanity_lib.__version__,
+        # the code that made the numbers: an edited method or metric is never served stale
+        "code": code_fingerprint(SWEEP_CODE),
         "x_fingerprint": fingerprint(x),
         "x_shape": list(x.shape),
         "methods": _jsonable(methods, names),

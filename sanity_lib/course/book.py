@@ -267,21 +267,6 @@ def interval_text(mean: float, low: float | None = None, high: float | None = No
     return f"{mean:{spec}} [{low:{spec}}, {high:{spec}}]"
 
 
-def _map_code_fingerprint() -> str:
-    """A hash of the library code that computes maps (``saliency/`` and ``models/``): a map
-    stored by older code is never served to newer code."""
-    import hashlib
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for folder in ("saliency", "models"):
-        for path in sorted((root / folder).rglob("*.py")):
-            h.update(path.relative_to(root).as_posix().encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def _setting_key(name, value):
     """A JSON-friendly stand-in for one explain() setting, or a TypeError naming it."""
     import torch
@@ -343,7 +328,7 @@ def explain_cached(model, x, method: str, **settings):
     import torch
 
     from sanity_lib import saliency
-    from sanity_lib._cache import cached, fingerprint
+    from sanity_lib._cache import cached, code_fingerprint, fingerprint
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -351,7 +336,7 @@ def explain_cached(model, x, method: str, **settings):
         raise TypeError(f"x must be a torch.Tensor of inputs, got {type(x).__name__}")
     config = {"kind": "explain", "method": method, "model": fingerprint(model),
               "inputs": fingerprint(x), "torch": str(torch.__version__),
-              "code": _map_code_fingerprint(),
+              "code": code_fingerprint(),
               "settings": {k: _setting_key(k, v) for k, v in sorted(settings.items())}}
 
     def compute():

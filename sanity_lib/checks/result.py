@@ -30,6 +30,20 @@ VERDICTS = ("passes", "fails", "cannot tell")
 NULL_KINDS = ("noise_floor", "mismatched", "input_only")
 #: How many image offsets the mismatched-image null averages over at most (see null_level).
 MISMATCHED_SHIFTS = 16
+
+
+def mismatched_shifts(n: int) -> list:
+    """The offsets k of the mismatched-image null (image i against image i - k, mod n): all
+    of them for a few images, evenly spread ones for many, so that images sorted by class
+    do not only meet a neighbour of their own class.
+
+    >>> mismatched_shifts(4), len(mismatched_shifts(100))
+    ([1, 2, 3], 16)
+    """
+    return [int(k) for k in np.unique(np.linspace(1, n - 1, min(n - 1, MISMATCHED_SHIFTS))
+                                      .round())]
+
+
 #: Methods whose map is the input times something: their maps share the input's pattern
 #: whatever the weights, so the input-only null bounds what their similarity can mean.
 INPUT_TIMES_METHODS = ("gradient_x_input", "integrated_gradients")
@@ -372,12 +386,8 @@ class SanityCheckResult:
         from sanity_lib import similarity
 
         options = dict(self.settings.get("compare_options") or {})
-        # Pair each map with the maps `shift` images further on. Every shift for a few
-        # images (all ordered pairs); evenly spread shifts for many, so that inputs sorted
-        # by class are not only paired with a neighbour of the same class.
-        shifts = np.unique(np.linspace(1, n - 1, min(n - 1, MISMATCHED_SHIFTS)).round())
-        scores = [similarity.compare(original, original.roll(int(k), dims=0), [metric],
-                                     **options)[metric].numpy() for k in shifts]
+        scores = [similarity.compare(original, original.roll(k, dims=0), [metric],
+                                     **options)[metric].numpy() for k in mismatched_shifts(n)]
         return float(np.nanmean(np.concatenate(scores)))
 
     def _input_only_level(self, metric: str) -> float:

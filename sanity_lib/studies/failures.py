@@ -261,6 +261,7 @@ def edge_similarity(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor 
     {'edges': 1.0, 'image': 0.0}
     """
     from sanity_lib import similarity
+    from sanity_lib.checks.result import mismatched_shifts
 
     detectors = check_choices("detectors", detectors, EDGE_DETECTORS)
     metrics = check_choices("metrics", metrics, similarity.METRICS)
@@ -271,7 +272,7 @@ def edge_similarity(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor 
         raise ValueError("pairing='mismatched' holds each map against the edges of another "
                          "image: it needs at least two images, got one")
     edges = {d: edge_maps(pixels, d, sigma=sigma).numpy() for d in detectors}
-    shifts = [0] if pairing == "same" else _mismatched_shifts(n)
+    shifts = [0] if pairing == "same" else mismatched_shifts(n)
     parts = []
     for name, arr in _maps_by_name(maps, pixels).items():
         for metric in metrics:
@@ -339,15 +340,6 @@ def _edge_features(unit, measures, ppc, sobel=None, canny=None):
         # average ranks: pixels of equal value (the clipped top 1 %, flat patches) tie
         feats["ranks"] = rankdata(unit.reshape(n, -1), method="average", axis=1)
     return feats
-
-
-def _mismatched_shifts(n: int) -> list:
-    """The offsets of null_level's mismatched null: all of them for a few images, evenly
-    spread ones for many, so that images sorted by class do not only meet a neighbour."""
-    from sanity_lib.checks.result import MISMATCHED_SHIFTS
-
-    return [int(k) for k in np.unique(np.linspace(1, n - 1, min(n - 1, MISMATCHED_SHIFTS))
-                                      .round())]
 
 
 def _roll(feats, k):
@@ -484,6 +476,7 @@ def edge_agreement(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor |
     ({'sobel_edges': 1.0, 'ssim': 1.0}, {'sobel_edges': -0.03, 'ssim': 0.39})
     """
     from sanity_lib import similarity
+    from sanity_lib.checks.result import mismatched_shifts
 
     measures = check_choices("measures", measures, EDGE_MEASURES)
     pairings = check_choices("pairing", pairing, PAIRINGS)
@@ -507,7 +500,7 @@ def edge_agreement(maps: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor |
     canny = edge_maps(pixels, "canny", sigma=sigma).numpy() if "canny_auc" in measures else None
     image_feats = _edge_features(gray, measures, pixels_per_cell,
                                  sobel=edge_maps(pixels, "sobel").numpy(), canny=canny)
-    shifts = _mismatched_shifts(n)
+    shifts = mismatched_shifts(n)
     parts = []
     for name, arr in batches.items():
         map_feats = _edge_features(_unit_maps(arr, percentile), measures, pixels_per_cell)
